@@ -1,0 +1,179 @@
+// Package audit owns the journal of everything done in the service: the
+// events, the single writer that commits them atomically with the state
+// changes they record, the RFC 6962 Merkle tree built over them with
+// golang.org/x/mod/sumdb/tlog, the signed checkpoints, the proofs served to
+// third parties, and the offline verification.
+//
+// Events name people by pseudonymous ids only (aidant id, usager id), never
+// by name, birthdate or email, so that a person's identity can be erased
+// from its own table without breaking the tree. No token, code, secret or
+// cookie ever enters an event.
+//
+// audit does not import the domain packages: it records ids as plain
+// strings, so old records survive refactors.
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Actor kinds.
+const (
+	ActorAidant   = "aidant"
+	ActorUsager   = "usager"
+	ActorService  = "service"
+	ActorAuditor  = "auditor"
+	ActorOperator = "operator"
+	ActorSystem   = "system"
+)
+
+// Event types (SPEC §6).
+const (
+	AidantLogin               = "aidant.login"
+	AidantLoginRefused        = "aidant.login_refused"
+	AidantLogout              = "aidant.logout"
+	AidantOrganisationSwitch  = "aidant.organisation_switched"
+	AidantStepUp              = "aidant.step_up"
+	UsagerIdentified          = "usager.identified"
+	UsagerLogin               = "usager.login"
+	UsagerLogout              = "usager.logout"
+	MandateDraftCreated       = "mandate.draft_created"
+	MandateConsentLinkCreated = "mandate.consent_link_created"
+	MandateConsentGiven       = "mandate.consent_given"
+	MandateConsentRefused     = "mandate.consent_refused"
+	MandateCreated            = "mandate.created"
+	MandateRenewed            = "mandate.renewed"
+	MandateDemarcheRevoked    = "mandate.demarche_revoked"
+	MandateRevoked            = "mandate.revoked"
+	MandateSuperseded         = "mandate.superseded"
+	MandateUsed               = "mandate.used"
+	TokenIssued               = "token.issued"
+	AccessDenied              = "access.denied"
+	AuditQueried              = "audit.queried"
+	AuditExported             = "audit.exported"
+	OrgCreated                = "org.created"
+	OrgUpdated                = "org.updated"
+	AidantCreated             = "aidant.created"
+	AidantUpdated             = "aidant.updated"
+	AidantDisabled            = "aidant.disabled"
+	AidantHabilitationRenewed = "aidant.habilitation_renewed"
+	ServiceRegistered         = "service.registered"
+	AuditorRegistered         = "auditor.registered"
+	KeysRotated               = "keys.rotated"
+)
+
+// Types lists every event type, sorted.
+var Types = func() []string {
+	t := []string{AidantLogin, AidantLoginRefused, AidantLogout, AidantOrganisationSwitch, AidantStepUp,
+		UsagerIdentified, UsagerLogin, UsagerLogout, MandateDraftCreated, MandateConsentLinkCreated,
+		MandateConsentGiven, MandateConsentRefused, MandateCreated, MandateRenewed, MandateDemarcheRevoked,
+		MandateRevoked, MandateSuperseded, MandateUsed, TokenIssued, AccessDenied, AuditQueried, AuditExported,
+		OrgCreated, OrgUpdated, AidantCreated, AidantUpdated, AidantDisabled, AidantHabilitationRenewed,
+		ServiceRegistered, AuditorRegistered, KeysRotated}
+	sort.Strings(t)
+	return t
+}()
+
+// KnownType tells whether t is one of Types.
+func KnownType(t string) bool {
+	i := sort.SearchStrings(Types, t)
+	return i < len(Types) && Types[i] == t
+}
+
+// Actor is who did the action.
+type Actor struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+}
+
+// Event is one entry of the journal. Its canonical JSON form (keys sorted,
+// no HTML escaping, no insignificant space) is the leaf data of the tree.
+//
+// The fields are declared in the alphabetical order of their JSON names,
+// which is what makes encoding/json produce sorted keys.
+type Event struct {
+	Actor        Actor          `json:"actor"`
+	Aidant       string         `json:"aidant,omitempty"`
+	Demarches    []string       `json:"demarches,omitempty"`
+	Detail       map[string]any `json:"detail,omitempty"`
+	Mandate      string         `json:"mandate,omitempty"`
+	Organisation string         `json:"organisation,omitempty"`
+	Reason       string         `json:"reason,omitempty"`
+	Service      string         `json:"service,omitempty"`
+	Time         Time           `json:"time"`
+	Type         string         `json:"type"`
+	Usager       string         `json:"usager,omitempty"`
+}
+
+// Time is an instant written as RFC 3339 in UTC with milliseconds.
+type Time struct{ time.Time }
+
+const timeLayout = "2006-01-02T15:04:05.000Z"
+
+// MarshalJSON implements json.Marshaler.
+func (t Time) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + t.UTC().Format(timeLayout) + `"`), nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (t *Time) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.Parse(timeLayout, s)
+	if err != nil {
+		return fmt.Errorf("audit: event time %q: %w", s, err)
+	}
+	t.Time = v
+	return nil
+}
+
+// Canonical returns the canonical JSON bytes of the event.
+func (e *Event) Canonical() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, fmt.Errorf("audit: encode %s: %w", e.Type, err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// ParseEvent decodes a stored event body.
+func ParseEvent(body []byte) (Event, error) {
+	var e Event
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(&e); err != nil {
+		return e, fmt.Errorf("audit: decode event: %w", err)
+	}
+	return e, nil
+}
+
+// check refuses events that could not be read back or that look wrong.
+func (e *Event) check() error {
+	if !KnownType(e.Type) {
+		return fmt.Errorf("audit: unknown event type %q", e.Type)
+	}
+	switch e.Actor.Kind {
+	case ActorAidant, ActorUsager, ActorService, ActorAuditor, ActorOperator, ActorSystem:
+	default:
+		return fmt.Errorf("audit: %s: unknown actor kind %q", e.Type, e.Actor.Kind)
+	}
+	if e.Actor.ID == "" {
+		return fmt.Errorf("audit: %s: actor id is required", e.Type)
+	}
+	for _, d := range e.Demarches {
+		if d == "" || strings.Contains(d, ",") {
+			return fmt.Errorf("audit: %s: bad démarche code %q", e.Type, d)
+		}
+	}
+	return nil
+}

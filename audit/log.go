@@ -1,0 +1,480 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"aidants/store"
+)
+
+// ErrClosed is returned by Write after Close.
+var ErrClosed = errors.New("audit: log closed")
+
+// Log is the journal of one database, and the only writer of that database
+// in this process. Every change of state goes through Write, so that it is
+// committed together with the events that record it.
+type Log struct {
+	db       *store.DB
+	signer   note.Signer
+	verifier note.Verifier
+	vkey     string
+	origin   string
+	logger   *slog.Logger
+
+	queue   chan *unit
+	stop    chan struct{}
+	stopped chan struct{}
+	closing sync.Once
+	mu      sync.RWMutex // guards closed
+	closed  bool
+
+	// Written by the writer goroutine only.
+	size     int64
+	frontier map[int64]tlog.Hash
+
+	latest atomic.Pointer[Checkpoint]
+	stats  Stats
+}
+
+// Stats counts what the writer did since the process started.
+type Stats struct {
+	Batches atomic.Int64
+	Units   atomic.Int64
+	Failed  atomic.Int64
+	Events  atomic.Int64
+}
+
+// Options configures Open.
+type Options struct {
+	// SigningKey is the note signer key (PRIVATE+KEY+<origin>+…). Its name
+	// is the log's origin.
+	SigningKey string
+	Logger     *slog.Logger
+	// MaxBatch bounds how many units one transaction takes (default 1024).
+	MaxBatch int
+}
+
+type unit struct {
+	ctx  context.Context
+	fn   func(*Tx) error
+	done chan error
+}
+
+// Open starts the writer of db. It reads the log head and the few hashes on
+// the right edge of the tree (no scan), so it starts in constant time
+// whatever the size of the log.
+func Open(ctx context.Context, db *store.DB, opts Options) (*Log, error) {
+	signer, err := note.NewSigner(opts.SigningKey)
+	if err != nil {
+		return nil, fmt.Errorf("audit: signing key: %w", err)
+	}
+	vkey, err := VerifierKey(opts.SigningKey)
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, fmt.Errorf("audit: verifier key: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 1024
+	}
+	l := &Log{
+		db: db, signer: signer, verifier: verifier, vkey: vkey, origin: signer.Name(),
+		logger:  opts.Logger,
+		queue:   make(chan *unit, opts.MaxBatch),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	if err := l.loadLatest(ctx); err != nil {
+		return nil, err
+	}
+	go l.run(opts.MaxBatch)
+	return l, nil
+}
+
+// Origin is the first line of the log's checkpoints and its key name.
+func (l *Log) Origin() string { return l.origin }
+
+// VerifierKey is the public key of the log, in note verifier form.
+func (l *Log) VerifierKey() string { return l.vkey }
+
+// Stats returns the writer's counters.
+func (l *Log) Stats() *Stats { return &l.stats }
+
+// DB is the database the log writes to.
+func (l *Log) DB() *store.DB { return l.db }
+
+// Close stops accepting work, lets the writer finish what is queued and
+// waits for it.
+func (l *Log) Close() error {
+	l.closing.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		close(l.stop)
+	})
+	<-l.stopped
+	return nil
+}
+
+// Write runs fn inside the writer's transaction, in its own savepoint, and
+// returns once the batch holding it is durably committed (nil) or fn's
+// error, or the commit's error, once nothing of fn remains.
+//
+// fn runs on the writer goroutine: it must be short, must not block on
+// anything slow, and must not call Write itself (that would deadlock). It
+// may run its queries on tx and append events with tx.Append; what it reads
+// is consistent with what it writes.
+//
+// If ctx ends before the writer takes the unit, Write returns ctx.Err() and
+// fn never runs. Once taken, Write waits for the outcome, so that a nil
+// error always means committed.
+func (l *Log) Write(ctx context.Context, fn func(tx *Tx) error) error {
+	u := &unit{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case l.queue <- u:
+		l.mu.RUnlock()
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return ctx.Err()
+	}
+	return <-u.done
+}
+
+func (l *Log) run(maxBatch int) {
+	defer close(l.stopped)
+	batch := make([]*unit, 0, maxBatch)
+	for {
+		var first *unit
+		select {
+		case first = <-l.queue:
+		case <-l.stop:
+			// Drain what was queued before Close.
+			for {
+				select {
+				case u := <-l.queue:
+					l.commit([]*unit{u})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+		// Take whatever else is queued, without waiting for more.
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case u := <-l.queue:
+				batch = append(batch, u)
+			default:
+				break fill
+			}
+		}
+		l.commit(batch)
+	}
+}
+
+// pending is an event appended by a unit, written at the end of the batch.
+type pending struct {
+	idx  int64
+	ev   *Event
+	body []byte
+}
+
+// Tx is a unit's view of the writer's transaction. Its query methods take
+// '?' placeholders and rebind them for the engine.
+type Tx struct {
+	tx      *sqlx.Tx
+	db      *store.DB
+	now     time.Time
+	next    *int64
+	pending *[]pending
+}
+
+// Dialect is the engine the transaction runs on.
+func (t *Tx) Dialect() store.Dialect { return t.db.Dialect }
+
+// Now is the instant the unit started, truncated to the millisecond: use it
+// for every time the unit stores, so that rows and events agree.
+func (t *Tx) Now() time.Time { return t.now }
+
+// Exec runs a statement.
+func (t *Tx) Exec(query string, args ...any) (sql.Result, error) {
+	return t.tx.Exec(t.db.Rebind(query), args...)
+}
+
+// Get scans one row into dest; no row gives sql.ErrNoRows.
+func (t *Tx) Get(dest any, query string, args ...any) error {
+	return t.tx.Get(dest, t.db.Rebind(query), args...)
+}
+
+// Select scans every row into dest, a pointer to a slice.
+func (t *Tx) Select(dest any, query string, args ...any) error {
+	return t.tx.Select(dest, t.db.Rebind(query), args...)
+}
+
+// Append adds an event to the journal, in the same transaction as the
+// unit's other changes, and returns its index in the log. The index is
+// final once Write returns nil. A zero Time is set to Now.
+func (t *Tx) Append(ev Event) (int64, error) {
+	if ev.Time.IsZero() {
+		ev.Time = Time{t.now}
+	}
+	ev.Time = Time{ev.Time.UTC().Truncate(time.Millisecond)}
+	if err := ev.check(); err != nil {
+		return 0, err
+	}
+	body, err := ev.Canonical()
+	if err != nil {
+		return 0, err
+	}
+	idx := *t.next
+	*t.next++
+	*t.pending = append(*t.pending, pending{idx: idx, ev: &ev, body: body})
+	return idx, nil
+}
+
+// commit runs one batch in one transaction and answers every unit.
+func (l *Log) commit(batch []*unit) {
+	results := make([]error, len(batch))
+	err := l.runBatch(batch, results)
+	for i, u := range batch {
+		if results[i] == nil && err != nil {
+			results[i] = err
+		}
+		if results[i] != nil {
+			l.stats.Failed.Add(1)
+		}
+		u.done <- results[i]
+	}
+	l.stats.Units.Add(int64(len(batch)))
+	l.stats.Batches.Add(1)
+}
+
+func (l *Log) runBatch(batch []*unit, results []error) (err error) {
+	ctx := context.Background()
+	tx, err := l.db.W.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("audit: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	size, err := l.lockHead(tx)
+	if err != nil {
+		return err
+	}
+	next := size
+	var evs []pending
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	ran := 0
+	for i, u := range batch {
+		if err := u.ctx.Err(); err != nil {
+			results[i] = err
+			continue
+		}
+		if _, err := tx.Exec(`SAVEPOINT unit`); err != nil {
+			return fmt.Errorf("audit: savepoint: %w", err)
+		}
+		mark, markNext := len(evs), next
+		ferr := l.call(u, &Tx{tx: tx, db: l.db, now: now, next: &next, pending: &evs})
+		if ferr != nil {
+			if _, err := tx.Exec(`ROLLBACK TO SAVEPOINT unit`); err != nil {
+				return fmt.Errorf("audit: rollback to savepoint: %w", err)
+			}
+			evs, next = evs[:mark], markNext
+			results[i] = ferr
+		} else {
+			ran++
+		}
+		if _, err := tx.Exec(`RELEASE SAVEPOINT unit`); err != nil {
+			return fmt.Errorf("audit: release savepoint: %w", err)
+		}
+	}
+	if ran == 0 {
+		return tx.Rollback()
+	}
+	var cp *Checkpoint
+	var added map[int64]tlog.Hash
+	if len(evs) > 0 {
+		cp, added, err = l.appendEvents(tx, size, evs)
+		if err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("audit: commit: %w", err)
+	}
+	if cp != nil {
+		for k, v := range added {
+			l.frontier[k] = v
+		}
+		l.size = cp.Size
+		l.pruneFrontier()
+		l.latest.Store(cp)
+		l.stats.Events.Add(int64(len(evs)))
+	}
+	return nil
+}
+
+// call runs a unit's function, turning a panic into that unit's error.
+func (l *Log) call(u *unit, tx *Tx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.logger.Error("audit: unit panicked", "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("audit: unit panicked: %v", r)
+		}
+	}()
+	return u.fn(tx)
+}
+
+// lockHead reads the log head inside the transaction, locking it on
+// PostgreSQL (SQLite's BEGIN IMMEDIATE already holds the database lock), and
+// reloads the right edge of the tree when another process appended since
+// this one last wrote.
+func (l *Log) lockHead(tx *sqlx.Tx) (int64, error) {
+	q := `SELECT size FROM audit_head WHERE id = 1`
+	if l.db.Dialect == store.Postgres {
+		q += ` FOR UPDATE`
+	}
+	var size int64
+	if err := tx.Get(&size, q); err != nil {
+		return 0, fmt.Errorf("audit: read head: %w", err)
+	}
+	if size != l.size || l.frontier == nil {
+		f, err := readFrontier(tx, l.db, size)
+		if err != nil {
+			return 0, err
+		}
+		l.frontier, l.size = f, size
+	}
+	return size, nil
+}
+
+// appendEvents computes the Merkle hashes of the batch's events, inserts
+// events and hashes, moves the head and signs a checkpoint.
+func (l *Log) appendEvents(tx *sqlx.Tx, size int64, evs []pending) (*Checkpoint, map[int64]tlog.Hash, error) {
+	added := make(map[int64]tlog.Hash, 2*len(evs)+8)
+	reader := &overlayReader{added: added, frontier: l.frontier, tx: tx, db: l.db}
+	hashRows := make([]hashRow, 0, 2*len(evs)+8)
+	for _, p := range evs {
+		hs, err := tlog.StoredHashes(p.idx, p.body, reader)
+		if err != nil {
+			return nil, nil, fmt.Errorf("audit: hashes of %d: %w", p.idx, err)
+		}
+		base := tlog.StoredHashIndex(0, p.idx)
+		for i, h := range hs {
+			added[base+int64(i)] = h
+			hashRows = append(hashRows, hashRow{id: base + int64(i), hash: h})
+		}
+	}
+	newSize := size + int64(len(evs))
+	root, err := tlog.TreeHash(newSize, reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit: tree hash: %w", err)
+	}
+	if err := insertEvents(tx, l.db, evs); err != nil {
+		return nil, nil, err
+	}
+	if err := insertHashes(tx, l.db, hashRows); err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	if _, err := tx.Exec(l.db.Rebind(`UPDATE audit_head SET size = ?, root = ?, updated_at = ? WHERE id = 1`),
+		newSize, root[:], now.UnixMilli()); err != nil {
+		return nil, nil, fmt.Errorf("audit: move head: %w", err)
+	}
+	cp, err := l.sign(newSize, root)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := tx.Exec(l.db.Rebind(`INSERT INTO audit_checkpoints (size, note, created_at) VALUES (?, ?, ?)`),
+		newSize, cp.Note, now.UnixMilli()); err != nil {
+		return nil, nil, fmt.Errorf("audit: store checkpoint: %w", err)
+	}
+	return cp, added, nil
+}
+
+type hashRow struct {
+	id   int64
+	hash tlog.Hash
+}
+
+const rowsPerInsert = 256
+
+func insertEvents(tx *sqlx.Tx, db *store.DB, evs []pending) error {
+	const cols = 12
+	for start := 0; start < len(evs); start += rowsPerInsert {
+		chunk := evs[start:min(start+rowsPerInsert, len(evs))]
+		var q strings.Builder
+		q.WriteString(`INSERT INTO audit_events (idx, body, type, time, actor_kind, actor_id, organisation_id, aidant_id, usager_id, mandate_id, service_id, demarches) VALUES `)
+		args := make([]any, 0, cols*len(chunk))
+		for i, p := range chunk {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString(`(?,?,?,?,?,?,?,?,?,?,?,?)`)
+			e := p.ev
+			var dem any
+			if len(e.Demarches) > 0 {
+				dem = "," + strings.Join(e.Demarches, ",") + ","
+			}
+			args = append(args, p.idx, p.body, e.Type, e.Time.UnixMilli(), e.Actor.Kind, e.Actor.ID,
+				nullable(e.Organisation), nullable(e.Aidant), nullable(e.Usager), nullable(e.Mandate), nullable(e.Service), dem)
+		}
+		if _, err := tx.Exec(db.Rebind(q.String()), args...); err != nil {
+			return fmt.Errorf("audit: insert events: %w", err)
+		}
+	}
+	return nil
+}
+
+func insertHashes(tx *sqlx.Tx, db *store.DB, rows []hashRow) error {
+	for start := 0; start < len(rows); start += rowsPerInsert {
+		chunk := rows[start:min(start+rowsPerInsert, len(rows))]
+		var q strings.Builder
+		q.WriteString(`INSERT INTO audit_hashes (id, hash) VALUES `)
+		args := make([]any, 0, 2*len(chunk))
+		for i, r := range chunk {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString(`(?,?)`)
+			args = append(args, r.id, r.hash[:])
+		}
+		if _, err := tx.Exec(db.Rebind(q.String()), args...); err != nil {
+			return fmt.Errorf("audit: insert hashes: %w", err)
+		}
+	}
+	return nil
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
