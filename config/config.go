@@ -1,0 +1,383 @@
+// Package config owns the service configuration: a TOML file decoded into a
+// typed struct with defaults, secrets taken from environment variables, and a
+// Validate method that reports every problem at once.
+//
+// Unknown keys are rejected: a typo in a production file must stop the
+// service, not be silently ignored. config.example.toml at the repository
+// root documents every key, and a test decodes it.
+package config
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	toml "github.com/pelletier/go-toml/v2"
+)
+
+// Config is the whole configuration of an instance.
+type Config struct {
+	Server          Server     `toml:"server"`
+	Database        Database   `toml:"database"`
+	Session         Session    `toml:"session"`
+	AidantsProvider OIDCClient `toml:"aidants_provider"`
+	FranceConnect   OIDCClient `toml:"franceconnect"`
+	Audit           Audit      `toml:"audit"`
+	Keys            Keys       `toml:"keys"`
+	Mandate         Mandate    `toml:"mandate"`
+	Provider        Provider   `toml:"provider"`
+	Log             Log        `toml:"log"`
+
+	// Dev is set by `--dev`, never by the file: development identity
+	// providers, the demo service and the seed are mounted, and the
+	// server refuses to listen anywhere but on loopback.
+	Dev bool `toml:"-"`
+}
+
+// Server is the HTTP side of the instance.
+type Server struct {
+	// PublicURL is the address people and services use; it is also the
+	// OpenID issuer and the base of every link in mails and QR codes.
+	PublicURL string `toml:"public_url"`
+	// Listen is the TCP address to listen on.
+	Listen string `toml:"listen"`
+	// OverrideDir, when set, is a directory whose templates/*.html and
+	// static/* files replace the embedded ones of the same name.
+	OverrideDir string `toml:"override_dir"`
+	// ShutdownTimeout bounds the graceful shutdown.
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+}
+
+// Database selects the engine.
+type Database struct {
+	// Driver is "sqlite" or "postgres".
+	Driver string `toml:"driver"`
+	// DSN is a file path for SQLite, a connection URL for PostgreSQL.
+	// Environment: AIDANTS_DATABASE_DSN.
+	DSN string `toml:"dsn"`
+	// MaxOpenConns bounds the readers' connection pool.
+	MaxOpenConns int `toml:"max_open_conns"`
+}
+
+// Session holds the browser session settings.
+type Session struct {
+	// Secret signs and encrypts session cookies: at least 32 random bytes,
+	// base64. Environment: AIDANTS_SESSION_SECRET.
+	Secret                string   `toml:"secret"`
+	IdleTimeout           Duration `toml:"idle_timeout"`
+	AbsoluteTimeout       Duration `toml:"absolute_timeout"`
+	StepUpMaxAge          Duration `toml:"step_up_max_age"`
+	UsagerIdleTimeout     Duration `toml:"usager_idle_timeout"`
+	UsagerAbsoluteTimeout Duration `toml:"usager_absolute_timeout"`
+}
+
+// OIDCClient is this instance as a relying party of an identity provider.
+type OIDCClient struct {
+	Issuer   string `toml:"issuer"`
+	ClientID string `toml:"client_id"`
+	// ClientSecret authenticates the instance at the token endpoint.
+	// Environment: AIDANTS_AIDANTS_PROVIDER_CLIENT_SECRET or
+	// AIDANTS_FRANCECONNECT_CLIENT_SECRET.
+	ClientSecret string   `toml:"client_secret"`
+	Scopes       []string `toml:"scopes"`
+	// ACRValues is sent as acr_values when set.
+	ACRValues string `toml:"acr_values"`
+	// RequireMFA refuses a login whose ID token does not show a second
+	// factor (amr containing "mfa", or an acr listed in MFAACRs).
+	RequireMFA bool     `toml:"require_mfa"`
+	MFAACRs    []string `toml:"mfa_acrs"`
+}
+
+// Audit configures the tamper-evident log.
+type Audit struct {
+	// Origin is the first line of every checkpoint and the name of the
+	// signing key, e.g. "aidants.example.fr/audit".
+	Origin string `toml:"origin"`
+	// SigningKeyFile holds the note signer key (PRIVATE+KEY+...).
+	// Environment: AIDANTS_AUDIT_SIGNING_KEY holds the key itself.
+	SigningKeyFile string `toml:"signing_key_file"`
+	SigningKey     string `toml:"-"`
+}
+
+// Keys configures the JOSE signing keys kept in the database.
+type Keys struct {
+	// EncryptionSecret encrypts private signing keys at rest: at least 32
+	// random bytes, base64. Environment: AIDANTS_KEYS_SECRET.
+	EncryptionSecret string `toml:"encryption_secret"`
+}
+
+// Mandate configures mandates.
+type Mandate struct {
+	ConsentLinkTTL Duration `toml:"consent_link_ttl"`
+}
+
+// Provider configures the OpenID provider for public services.
+type Provider struct {
+	AccessTokenTTL Duration `toml:"access_token_ttl"`
+	IDTokenTTL     Duration `toml:"id_token_ttl"`
+	// PairwiseSecret derives the per-service identifiers; it must never
+	// change once services have seen them. Environment:
+	// AIDANTS_PAIRWISE_SECRET.
+	PairwiseSecret string `toml:"pairwise_secret"`
+}
+
+// Log configures the application log.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // text or json
+}
+
+// Duration is a time.Duration written as "30m", "12h" in TOML.
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (examples: 90s, 30m, 12h)", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Default returns the configuration used when a key is absent.
+func Default() Config {
+	return Config{
+		Server: Server{
+			PublicURL:       "http://127.0.0.1:8080",
+			Listen:          "127.0.0.1:8080",
+			ShutdownTimeout: Duration(10 * time.Second),
+		},
+		Database: Database{Driver: "sqlite", DSN: "data/aidants.db", MaxOpenConns: 8},
+		Session: Session{
+			IdleTimeout:           Duration(30 * time.Minute),
+			AbsoluteTimeout:       Duration(12 * time.Hour),
+			StepUpMaxAge:          Duration(15 * time.Minute),
+			UsagerIdleTimeout:     Duration(10 * time.Minute),
+			UsagerAbsoluteTimeout: Duration(1 * time.Hour),
+		},
+		AidantsProvider: OIDCClient{
+			Scopes:     []string{"openid", "given_name", "usual_name", "email", "uid", "siret"},
+			RequireMFA: true,
+		},
+		FranceConnect: OIDCClient{
+			Scopes:    []string{"openid", "given_name", "family_name", "birthdate", "gender", "birthplace", "birthcountry", "email"},
+			ACRValues: "eidas1",
+		},
+		Mandate:  Mandate{ConsentLinkTTL: Duration(48 * time.Hour)},
+		Provider: Provider{AccessTokenTTL: Duration(5 * time.Minute), IDTokenTTL: Duration(5 * time.Minute)},
+		Log:      Log{Level: "info", Format: "text"},
+	}
+}
+
+// Parse decodes a TOML document over the defaults. Unknown keys are errors.
+func Parse(data []byte) (Config, error) {
+	cfg := Default()
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			var errs []error
+			for _, e := range strict.Errors {
+				line, _ := e.Position()
+				errs = append(errs, fmt.Errorf("line %d: unknown key %q", line, strings.Join(e.Key(), ".")))
+			}
+			return cfg, errors.Join(errs...)
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			line, _ := de.Position()
+			return cfg, fmt.Errorf("line %d: %s", line, strings.TrimPrefix(de.Error(), "toml: "))
+		}
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// Load reads a file, decodes it and applies the environment. It does not
+// validate: callers call Validate, which reports every problem at once.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	cfg.ApplyEnv(os.LookupEnv)
+	return cfg, nil
+}
+
+// Env lists the environment variables that override secrets.
+var Env = map[string]string{
+	"AIDANTS_DATABASE_DSN":                   "database.dsn",
+	"AIDANTS_SESSION_SECRET":                 "session.secret",
+	"AIDANTS_AIDANTS_PROVIDER_CLIENT_SECRET": "aidants_provider.client_secret",
+	"AIDANTS_FRANCECONNECT_CLIENT_SECRET":    "franceconnect.client_secret",
+	"AIDANTS_AUDIT_SIGNING_KEY":              "audit signing key (PRIVATE+KEY+...)",
+	"AIDANTS_KEYS_SECRET":                    "keys.encryption_secret",
+	"AIDANTS_PAIRWISE_SECRET":                "provider.pairwise_secret",
+}
+
+// ApplyEnv replaces secrets by the environment variables that are set.
+func (c *Config) ApplyEnv(lookup func(string) (string, bool)) {
+	set := func(dst *string, name string) {
+		if v, ok := lookup(name); ok && v != "" {
+			*dst = v
+		}
+	}
+	set(&c.Database.DSN, "AIDANTS_DATABASE_DSN")
+	set(&c.Session.Secret, "AIDANTS_SESSION_SECRET")
+	set(&c.AidantsProvider.ClientSecret, "AIDANTS_AIDANTS_PROVIDER_CLIENT_SECRET")
+	set(&c.FranceConnect.ClientSecret, "AIDANTS_FRANCECONNECT_CLIENT_SECRET")
+	set(&c.Audit.SigningKey, "AIDANTS_AUDIT_SIGNING_KEY")
+	set(&c.Keys.EncryptionSecret, "AIDANTS_KEYS_SECRET")
+	set(&c.Provider.PairwiseSecret, "AIDANTS_PAIRWISE_SECRET")
+}
+
+// Validate reports every problem of the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	u, err := url.Parse(c.Server.PublicURL)
+	switch {
+	case c.Server.PublicURL == "":
+		bad("server.public_url is required")
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		bad("server.public_url %q is not an absolute http(s) URL", c.Server.PublicURL)
+	case u.Scheme == "http" && !IsLoopbackHost(u.Hostname()):
+		bad("server.public_url must use https outside loopback")
+	case u.Path != "" && u.Path != "/":
+		bad("server.public_url must not have a path")
+	}
+	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+		bad("server.listen %q is not host:port", c.Server.Listen)
+	} else if c.Dev && !IsLoopbackAddr(c.Server.Listen) {
+		bad("server.listen %q: development mode listens on loopback only", c.Server.Listen)
+	}
+	switch c.Database.Driver {
+	case "sqlite", "postgres":
+	default:
+		bad("database.driver %q must be \"sqlite\" or \"postgres\"", c.Database.Driver)
+	}
+	if c.Database.DSN == "" {
+		bad("database.dsn is required (or AIDANTS_DATABASE_DSN)")
+	}
+	if c.Database.MaxOpenConns < 1 {
+		bad("database.max_open_conns must be at least 1")
+	}
+	checkSecret := func(key, env, v string) {
+		if v == "" {
+			bad("%s is required (or %s)", key, env)
+			return
+		}
+		if b, err := base64.StdEncoding.DecodeString(v); err != nil || len(b) < 32 {
+			bad("%s must be at least 32 random bytes in base64 (openssl rand -base64 32)", key)
+		}
+	}
+	checkSecret("session.secret", "AIDANTS_SESSION_SECRET", c.Session.Secret)
+	checkSecret("keys.encryption_secret", "AIDANTS_KEYS_SECRET", c.Keys.EncryptionSecret)
+	checkSecret("provider.pairwise_secret", "AIDANTS_PAIRWISE_SECRET", c.Provider.PairwiseSecret)
+	positive := func(key string, d Duration) {
+		if d <= 0 {
+			bad("%s must be a positive duration", key)
+		}
+	}
+	positive("server.shutdown_timeout", c.Server.ShutdownTimeout)
+	positive("session.idle_timeout", c.Session.IdleTimeout)
+	positive("session.absolute_timeout", c.Session.AbsoluteTimeout)
+	positive("session.step_up_max_age", c.Session.StepUpMaxAge)
+	positive("session.usager_idle_timeout", c.Session.UsagerIdleTimeout)
+	positive("session.usager_absolute_timeout", c.Session.UsagerAbsoluteTimeout)
+	positive("mandate.consent_link_ttl", c.Mandate.ConsentLinkTTL)
+	positive("provider.access_token_ttl", c.Provider.AccessTokenTTL)
+	positive("provider.id_token_ttl", c.Provider.IDTokenTTL)
+	if c.Session.IdleTimeout > c.Session.AbsoluteTimeout {
+		bad("session.idle_timeout must not exceed session.absolute_timeout")
+	}
+	for _, p := range []struct {
+		key string
+		c   OIDCClient
+	}{{"aidants_provider", c.AidantsProvider}, {"franceconnect", c.FranceConnect}} {
+		if c.Dev && p.c.Issuer == "" {
+			continue // the development providers fill these in
+		}
+		iu, err := url.Parse(p.c.Issuer)
+		if p.c.Issuer == "" || err != nil || iu.Host == "" || (iu.Scheme != "https" && !(iu.Scheme == "http" && IsLoopbackHost(iu.Hostname()))) {
+			bad("%s.issuer must be an https URL", p.key)
+		}
+		if p.c.ClientID == "" {
+			bad("%s.client_id is required", p.key)
+		}
+		if p.c.ClientSecret == "" {
+			bad("%s.client_secret is required (or its environment variable)", p.key)
+		}
+		if !contains(p.c.Scopes, "openid") {
+			bad("%s.scopes must contain \"openid\"", p.key)
+		}
+	}
+	if c.Audit.Origin == "" {
+		bad("audit.origin is required (for example \"aidants.example.fr/audit\")")
+	} else if strings.ContainsAny(c.Audit.Origin, "\n+ ") {
+		bad("audit.origin must not contain spaces, newlines or '+'")
+	}
+	if c.Audit.SigningKey == "" && c.Audit.SigningKeyFile == "" {
+		bad("audit.signing_key_file is required (or AIDANTS_AUDIT_SIGNING_KEY)")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level %q must be debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format %q must be text or json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// SecureCookies tells whether cookies must carry the Secure attribute:
+// always, except for a plain-http loopback public URL (development).
+func (c *Config) SecureCookies() bool {
+	u, err := url.Parse(c.Server.PublicURL)
+	return err != nil || u.Scheme != "http" || !IsLoopbackHost(u.Hostname())
+}
+
+// IsLoopbackHost tells whether host names the local machine.
+func IsLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// IsLoopbackAddr tells whether a host:port listen address is on loopback.
+func IsLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && IsLoopbackHost(host)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,156 @@
+package config_test
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"aidants/config"
+)
+
+func TestExampleParsesAndDocumentsEveryKey(t *testing.T) {
+	data, err := os.ReadFile("../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(data)
+	if err != nil {
+		t.Fatalf("config.example.toml: %v", err)
+	}
+	// Every key of the struct is written in the example.
+	for _, key := range keys(reflect.TypeOf(cfg), "") {
+		section, name, _ := strings.Cut(key, ".")
+		if !strings.Contains(string(data), "["+section+"]") || !containsKey(string(data), section, name) {
+			t.Errorf("config.example.toml does not document %s", key)
+		}
+	}
+	// With its secrets given by the environment, the example is valid.
+	env := map[string]string{
+		"AIDANTS_SESSION_SECRET":                 "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0",
+		"AIDANTS_KEYS_SECRET":                    "a2V5c2tleXNrZXlza2V5c2tleXNrZXlza2V5c2tleXNrZXlz",
+		"AIDANTS_PAIRWISE_SECRET":                "cGFpcndpc2VwYWlyd2lzZXBhaXJ3aXNlcGFpcndpc2VwYWly",
+		"AIDANTS_AIDANTS_PROVIDER_CLIENT_SECRET": "x",
+		"AIDANTS_FRANCECONNECT_CLIENT_SECRET":    "y",
+	}
+	cfg.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	cfg.AidantsProvider.ClientID, cfg.FranceConnect.ClientID = "a", "b"
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("example with secrets from the environment: %v", err)
+	}
+	if cfg.Session.IdleTimeout.D().Minutes() != 30 || cfg.Database.Driver != "sqlite" {
+		t.Fatalf("unexpected values: %+v", cfg.Session)
+	}
+}
+
+// keys lists "section.key" for every TOML key of the struct.
+func keys(t reflect.Type, prefix string) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("toml")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		if f.Type.Kind() == reflect.Struct && prefix == "" {
+			out = append(out, keys(f.Type, tag)...)
+			continue
+		}
+		out = append(out, prefix+"."+tag)
+	}
+	return out
+}
+
+func containsKey(doc, section, name string) bool {
+	_, rest, ok := strings.Cut(doc, "["+section+"]")
+	if !ok {
+		return false
+	}
+	if next := strings.Index(rest, "\n["); next >= 0 {
+		rest = rest[:next]
+	}
+	for _, line := range strings.Split(rest, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), name+" =") {
+			return true
+		}
+	}
+	return false
+}
+
+func TestUnknownKeysAreRejected(t *testing.T) {
+	_, err := config.Parse([]byte("[server]\nlisten = \"127.0.0.1:1\"\npublik_url = \"x\"\n[databse]\ndriver = \"sqlite\"\n"))
+	if err == nil {
+		t.Fatal("unknown keys were accepted")
+	}
+	for _, want := range []string{"server.publik_url", "databse"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
+
+func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+[database]
+driver = "mysql"
+[session]
+idle_timeout = "-5m"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate()
+	if err == nil {
+		t.Fatal("a config with two mistakes validated")
+	}
+	for _, want := range []string{`database.driver "mysql"`, "session.idle_timeout must be a positive duration"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not report %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestBadValuesAreReportedWithTheirLine(t *testing.T) {
+	_, err := config.Parse([]byte("[session]\nidle_timeout = \"soon\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "invalid duration") {
+		t.Fatalf("err = %v, want the line and the reason", err)
+	}
+}
+
+func TestSecretsComeFromTheEnvironment(t *testing.T) {
+	cfg := config.Default()
+	cfg.Session.Secret = "from-file"
+	cfg.ApplyEnv(func(k string) (string, bool) {
+		if k == "AIDANTS_SESSION_SECRET" {
+			return "from-env", true
+		}
+		return "", false
+	})
+	if cfg.Session.Secret != "from-env" {
+		t.Fatalf("session.secret = %q, want the environment's", cfg.Session.Secret)
+	}
+}
+
+func TestDevModeListensOnLoopbackOnly(t *testing.T) {
+	cfg := config.Default()
+	cfg.Dev = true
+	cfg.Server.Listen = "0.0.0.0:8080"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "loopback only") {
+		t.Fatalf("err = %v, want a loopback refusal", err)
+	}
+}
+
+func TestSecureCookiesExceptPlainHTTPLoopback(t *testing.T) {
+	for url, want := range map[string]bool{
+		"http://127.0.0.1:8080":      false,
+		"http://localhost:8080":      false,
+		"https://aidants.example.fr": true,
+		"https://127.0.0.1:8443":     true,
+	} {
+		cfg := config.Default()
+		cfg.Server.PublicURL = url
+		if got := cfg.SecureCookies(); got != want {
+			t.Errorf("%s: SecureCookies = %v, want %v", url, got, want)
+		}
+	}
+}
