@@ -1,0 +1,189 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"aidants/audit"
+	"aidants/org"
+	"aidants/store"
+)
+
+// Purposes of aidant sign-ins.
+const (
+	PurposeAidantLogin  = "aidant_login"
+	PurposeAidantStepUp = "aidant_step_up"
+)
+
+// BeginAidantLogin starts a sign-in at the aidants' provider.
+func (s *Service) BeginAidantLogin(w http.ResponseWriter, r *http.Request, returnTo string) (string, error) {
+	return s.Begin(w, r, Request{Provider: Aidants, Purpose: PurposeAidantLogin, ReturnTo: returnTo})
+}
+
+// BeginStepUp asks the signed-in aidant to authenticate again
+// (prompt=login, max_age=0) before a sensitive action.
+func (s *Service) BeginStepUp(w http.ResponseWriter, r *http.Request, returnTo string) (string, error) {
+	return s.Begin(w, r, Request{Provider: Aidants, Purpose: PurposeAidantStepUp, ReturnTo: returnTo, Prompt: "login", MaxAge: 0})
+}
+
+// StepUpMaxAge is the configured age beyond which sensitive actions need a
+// new authentication.
+func (s *Service) StepUpMaxAge() time.Duration { return s.cfg.StepUpMaxAge }
+
+// Now is the service's clock.
+func (s *Service) Now() time.Time { return s.now() }
+
+// FinishAidant completes a callback of the aidants' provider: a login
+// (a new session, aidant.login) or a step-up of the current session
+// (aidant.step_up). Refusals are audited (aidant.login_refused) and
+// returned as ErrMFARequired or *RefusedError.
+func (s *Service) FinishAidant(w http.ResponseWriter, r *http.Request, a *Answer) error {
+	if a.Provider != Aidants {
+		return fmt.Errorf("%w: not an aidants' provider answer", ErrBadCallback)
+	}
+	p := s.rps[Aidants]
+	if p.cfg.RequireMFA && !a.MFA {
+		s.refuse(r.Context(), "", "mfa_required")
+		return ErrMFARequired
+	}
+	switch a.Purpose {
+	case PurposeAidantLogin:
+		return s.login(w, r, a)
+	case PurposeAidantStepUp:
+		return s.stepUp(w, r, a)
+	}
+	return fmt.Errorf("%w: purpose %q", ErrBadCallback, a.Purpose)
+}
+
+func (s *Service) login(w http.ResponseWriter, r *http.Request, a *Answer) error {
+	// A previous session of this browser ends here: one person, one session.
+	if old, err := s.cookies.Get(r, s.cookieName(aidantCookie)); err == nil && !old.IsNew {
+		if sid, _ := old.Values["sid"].(string); sid != "" {
+			if err := s.endSession(r.Context(), store.Hash(sid)); err != nil {
+				return err
+			}
+		}
+	}
+	var secret string
+	var refused *RefusedError
+	err := s.log.Write(r.Context(), func(tx *audit.Tx) error {
+		aid, err := org.Resolve(tx, org.Identity{Issuer: a.Issuer, Subject: a.Subject, Email: a.Claim("email")})
+		if errors.Is(err, org.ErrNotFound) {
+			refused = &RefusedError{Reason: ReasonUnknown}
+			return refused
+		}
+		if err != nil {
+			return err
+		}
+		ms, err := org.UsableMemberships(tx, aid.ID)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !aid.Active:
+			refused = &RefusedError{Reason: ReasonDisabled}
+		case !aid.Habilitated(tx.Now()):
+			refused = &RefusedError{Reason: ReasonNotHabilitated}
+		case len(ms) == 0:
+			refused = &RefusedError{Reason: ReasonNoOrganisation}
+		}
+		if refused != nil {
+			return refused
+		}
+		// The first usable organisation is current; an aidant of several
+		// can switch from the dashboard.
+		current := ms[0]
+		secret, err = startSession(tx, "aidant", aid.ID, current.OrganisationID, a.AuthTime)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Append(audit.Event{Type: audit.AidantLogin, Actor: audit.Actor{Kind: audit.ActorAidant, ID: aid.ID},
+			Aidant: aid.ID, Organisation: current.OrganisationID, Detail: map[string]any{"mfa": a.MFA}})
+		return err
+	})
+	if refused != nil {
+		// The refusal unit rolled back (nothing bound, no session); its
+		// event is written on its own, naming the aidant when known.
+		aidantID := ""
+		if refused.Reason != ReasonUnknown {
+			if aid, err := s.dir.AidantByIssuerSubject(r.Context(), a.Issuer, a.Subject); err == nil {
+				aidantID = aid.ID
+			}
+		}
+		s.refuse(r.Context(), aidantID, refused.Reason)
+		return refused
+	}
+	if err != nil {
+		return fmt.Errorf("auth: login: %w", err)
+	}
+	return s.setSessionCookie(w, r, aidantCookie, secret, a.RawIDToken)
+}
+
+func (s *Service) stepUp(w http.ResponseWriter, r *http.Request, a *Answer) error {
+	cur, err := s.Aidant(w, r)
+	if err != nil {
+		return err
+	}
+	if s.now().Sub(a.AuthTime) > 5*time.Minute {
+		return fmt.Errorf("%w: step-up answer with an old authentication", ErrBadToken)
+	}
+	aid, err := s.dir.Aidant(r.Context(), cur.AidantID)
+	if err != nil {
+		return err
+	}
+	if aid.Issuer != a.Issuer || aid.Subject != a.Subject {
+		// Someone else authenticated on this aidant's screen.
+		s.refuse(r.Context(), cur.AidantID, ReasonOtherPerson)
+		return &RefusedError{Reason: ReasonOtherPerson}
+	}
+	return s.log.Write(r.Context(), func(tx *audit.Tx) error {
+		if _, err := tx.Exec(`UPDATE sessions SET auth_time = ? WHERE id = ?`, store.T(a.AuthTime), cur.SessionID); err != nil {
+			return err
+		}
+		_, err := tx.Append(audit.Event{Type: audit.AidantStepUp, Actor: cur.Actor(), Aidant: cur.AidantID, Organisation: cur.OrganisationID})
+		return err
+	})
+}
+
+// refuse writes aidant.login_refused. The aidant is named by id when known;
+// an unknown account is named by nothing at all.
+func (s *Service) refuse(ctx context.Context, aidantID, reason string) {
+	actor := audit.Actor{Kind: audit.ActorAidant, ID: "unknown"}
+	if aidantID != "" {
+		actor.ID = aidantID
+	}
+	err := s.log.Write(ctx, func(tx *audit.Tx) error {
+		_, err := tx.Append(audit.Event{Type: audit.AidantLoginRefused, Actor: actor, Aidant: aidantID, Reason: reason})
+		return err
+	})
+	if err != nil {
+		s.logger.Error("auth: audit refusal", "err", err)
+	}
+}
+
+// LogoutAidant ends the session (aidant.logout), clears the cookie and
+// returns the provider's end-session URL to send the browser to ("" when
+// there is none or no session).
+func (s *Service) LogoutAidant(w http.ResponseWriter, r *http.Request) (string, error) {
+	p, err := s.Aidant(w, r)
+	if err != nil {
+		s.clearCookie(w, aidantCookie)
+		return "", nil
+	}
+	hint := s.idTokenHint(r, aidantCookie)
+	err = s.log.Write(r.Context(), func(tx *audit.Tx) error {
+		if _, err := tx.Exec(`UPDATE sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL`, store.T(tx.Now()), p.SessionID); err != nil {
+			return err
+		}
+		_, err := tx.Append(audit.Event{Type: audit.AidantLogout, Actor: p.Actor(), Aidant: p.AidantID, Organisation: p.OrganisationID})
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("auth: logout: %w", err)
+	}
+	s.clearCookie(w, aidantCookie)
+	return s.ProviderLogoutURL(r.Context(), Aidants, hint), nil
+}
