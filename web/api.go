@@ -1,0 +1,188 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"aidants/audit"
+)
+
+// apiError is an error of a machine interface: a status and a short
+// English message for the developer calling it.
+type apiError struct {
+	Status int
+	Msg    string
+}
+
+func (e *apiError) Error() string { return e.Msg }
+
+func (s *Server) failAPI(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	var br *audit.ErrBadRange
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &br):
+		ae = &apiError{http.StatusBadRequest, br.Msg}
+	case errors.Is(err, audit.ErrEmpty):
+		ae = &apiError{http.StatusNotFound, "the log is empty"}
+	default:
+		s.logger.Error("api request failed", "request_id", requestID(r.Context()), "path", r.URL.Path, "err", err.Error())
+		ae = &apiError{http.StatusInternalServerError, "internal error, request id " + requestID(r.Context())}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(ae.Status)
+	json.NewEncoder(w).Encode(map[string]string{"error": ae.Msg})
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	if err := s.log.DB().R.PingContext(r.Context()); err != nil {
+		return &apiError{http.StatusServiceUnavailable, "database unreachable"}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, err := w.Write([]byte("ok\n"))
+	return err
+}
+
+// serveMetrics answers a Bearer token when one is configured, else
+// loopback clients only.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
+	if tok := s.opts.MetricsToken; tok != "" {
+		if r.Header.Get("Authorization") != "Bearer "+tok {
+			return &apiError{http.StatusUnauthorized, "metrics need a bearer token"}
+		}
+	} else if host, _, err := net.SplitHostPort(r.RemoteAddr); err != nil || !net.ParseIP(host).IsLoopback() {
+		return &apiError{http.StatusForbidden, "metrics are served to loopback clients only (set server.metrics_token)"}
+	}
+	promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+	return nil
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(reg *prometheus.Registry, log *audit.Log) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aidants_http_requests_total", Help: "HTTP requests by route and status."}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "aidants_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}, []string{"route"}),
+	}
+	st := log.Stats()
+	reg.MustRegister(m.requests, m.duration,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_audit_batches_total", Help: "Transactions committed by the audit writer."}, func() float64 { return float64(st.Batches.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_audit_units_total", Help: "Units of work run by the audit writer."}, func() float64 { return float64(st.Units.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_audit_units_failed_total", Help: "Units of work that failed."}, func() float64 { return float64(st.Failed.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_audit_events_total", Help: "Events appended to the audit log."}, func() float64 { return float64(st.Events.Load()) }),
+	)
+	return m
+}
+
+func (m *metrics) observe(route string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// auditCheckpoint serves the latest signed checkpoint (C2SP
+// tlog-checkpoint text).
+func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request) error {
+	cp, err := s.log.Latest(r.Context())
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, err = w.Write(cp.Note)
+	return err
+}
+
+// auditKey serves the note verifier key of the log.
+func (s *Server) auditKey(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, err := w.Write([]byte(s.log.VerifierKey() + "\n"))
+	return err
+}
+
+func (s *Server) auditInclusion(w http.ResponseWriter, r *http.Request) error {
+	index, err := intParam(r, "index")
+	if err != nil {
+		return err
+	}
+	size, err := intParam(r, "size")
+	if err != nil {
+		return err
+	}
+	p, err := s.log.Inclusion(r.Context(), index, size)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, p)
+}
+
+func (s *Server) auditConsistency(w http.ResponseWriter, r *http.Request) error {
+	old, err := intParam(r, "old")
+	if err != nil {
+		return err
+	}
+	size, err := intParam(r, "size")
+	if err != nil {
+		return err
+	}
+	p, err := s.log.Consistency(r.Context(), old, size)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, p)
+}
+
+// intParam reads a required non-negative decimal query parameter.
+func intParam(r *http.Request, name string) (int64, error) {
+	vs, ok := r.URL.Query()[name]
+	if !ok || len(vs) != 1 || vs[0] == "" {
+		return 0, &apiError{http.StatusBadRequest, name + " is required, once"}
+	}
+	v := strings.TrimSpace(vs[0])
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || v != vs[0] || strings.HasPrefix(v, "+") {
+		return 0, &apiError{http.StatusBadRequest, name + " must be a decimal integer"}
+	}
+	if n < 0 {
+		return 0, &apiError{http.StatusBadRequest, name + " must not be negative"}
+	}
+	return n, nil
+}
+
+type journalPage struct {
+	Page
+	Checkpoint string
+	Size       int64
+	Key        string
+	Origin     string
+}
+
+// publicJournal explains, to anyone, how to check the journal.
+func (s *Server) publicJournal(w http.ResponseWriter, r *http.Request) error {
+	p := &journalPage{Page: s.base(r), Key: s.log.VerifierKey(), Origin: s.log.Origin()}
+	cp, err := s.log.Latest(r.Context())
+	switch {
+	case err == nil:
+		p.Checkpoint, p.Size = string(cp.Note), cp.Size
+	case !errors.Is(err, audit.ErrEmpty):
+		return err
+	}
+	s.render(w, r, http.StatusOK, "journal-public", p)
+	return nil
+}

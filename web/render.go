@@ -1,0 +1,144 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"aidants/auth"
+	"aidants/mandate"
+	"aidants/templates"
+)
+
+// Page is what every page shows around its content.
+type Page struct {
+	Dev       bool
+	Aidant    *auth.Principal
+	Flash     string
+	RequestID string
+}
+
+func (s *Server) base(r *http.Request) Page {
+	return Page{Dev: s.opts.Dev, Aidant: auth.PrincipalFrom(r.Context()), RequestID: requestID(r.Context())}
+}
+
+// render executes a page into a buffer first, so a template failure gives
+// a clean error page rather than half a page.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page string, data any) {
+	var buf bytes.Buffer
+	if err := s.pages.Render(&buf, page, data); err != nil {
+		s.logger.Error("render", "request_id", requestID(r.Context()), "page", page, "err", err)
+		if page == "erreur" {
+			http.Error(w, "Une erreur est survenue.", http.StatusInternalServerError)
+			return
+		}
+		s.renderError(w, r, http.StatusInternalServerError, msgInternal)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// page adapts a handler returning an error, with the aidant's principal
+// (if any) loaded into the context.
+func (s *Server) page(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.auth.Aidant(w, r)
+		switch {
+		case err == nil:
+			r = r.WithContext(auth.WithPrincipal(r.Context(), p))
+		case errors.Is(err, auth.ErrNoSession):
+		case errors.As(err, new(*auth.SessionEndedError)):
+			// A public page stays readable; protected pages say the
+			// session ended and ask to sign in again.
+			r = r.WithContext(context.WithValue(r.Context(), sessionEndedKey, err))
+		default:
+			s.fail(w, r, err)
+			return
+		}
+		if err := h(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+	})
+}
+
+// aidantOnly refuses requests without a signed-in aidant.
+func (s *Server) aidantOnly(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if auth.PrincipalFrom(r.Context()) == nil {
+			if ended, ok := r.Context().Value(sessionEndedKey).(error); ok {
+				return ended
+			}
+			return auth.ErrNoSession
+		}
+		return h(w, r)
+	}
+}
+
+// apiHandler adapts an API handler; its errors are JSON or text, not pages.
+func (s *Server) apiHandler(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.failAPI(w, r, err)
+		}
+	})
+}
+
+func staticHandler(overrideDir string) http.Handler {
+	fsys := templates.Static(overrideDir)
+	files := http.FileServerFS(fsys)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") || r.URL.Path == "" {
+			http.NotFound(w, r)
+			return
+		}
+		if _, err := fs.Stat(fsys, r.URL.Path); err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		files.ServeHTTP(w, r)
+	})
+}
+
+var months = [...]string{"janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"}
+
+// frDate writes "12 mars 2026" in Paris time.
+func frDate(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	t = t.In(mandate.Paris)
+	d := fmt.Sprint(t.Day())
+	if t.Day() == 1 {
+		d = "1er"
+	}
+	return fmt.Sprintf("%s %s %d", d, months[t.Month()-1], t.Year())
+}
+
+// frDateTime writes "12 mars 2026 à 14 h 05" in Paris time.
+func frDateTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	p := t.In(mandate.Paris)
+	return fmt.Sprintf("%s à %d h %02d", frDate(t), p.Hour(), p.Minute())
+}
+
+var funcs = template.FuncMap{
+	"date":     frDate,
+	"datetime": frDateTime,
+	"demarche": mandate.Label,
+}
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }

@@ -1,0 +1,148 @@
+// Package web owns the HTTP side: routes, handlers, middleware (request
+// ids, logs, security headers, cross-site request refusal, limits) and page
+// rendering. Browser pages and machine APIs are separate muxes with their
+// own middleware.
+//
+// Handlers return an error; one place (fail) turns it into a status and a
+// fixed French message for people, and logs the detail with the request
+// id. The text of an internal error is never shown.
+package web
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"aidants/audit"
+	"aidants/auth"
+	"aidants/org"
+	"aidants/templates"
+)
+
+// Options configures the server.
+type Options struct {
+	PublicURL string
+	Dev       bool
+	// OverrideDir replaces embedded templates and assets (see package
+	// templates).
+	OverrideDir string
+	// FormActions are the origins forms may lead to after a redirect (the
+	// identity providers' logout pages).
+	FormActions []string
+	// MetricsToken, when set, is required as a Bearer token on /metrics;
+	// otherwise /metrics answers loopback clients only.
+	MetricsToken string
+	Logger       *slog.Logger
+	Registry     *prometheus.Registry
+}
+
+// Server serves the service.
+type Server struct {
+	opts  Options
+	pages *templates.Set
+	auth  *auth.Service
+	log   *audit.Log
+	dir   *org.Directory
+
+	browser *http.ServeMux
+	api     *http.ServeMux
+	root    *http.ServeMux
+	csp     string
+	metrics *metrics
+	logger  *slog.Logger
+}
+
+// New builds the server and parses every template (a broken one stops the
+// service here).
+func New(opts Options, a *auth.Service, log *audit.Log, dir *org.Directory) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	pages, err := templates.Parse(opts.OverrideDir, funcs)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts: opts, pages: pages, auth: a, log: log, dir: dir,
+		browser: http.NewServeMux(), api: http.NewServeMux(), root: http.NewServeMux(),
+		logger: opts.Logger,
+	}
+	s.metrics = newMetrics(opts.Registry, log)
+	s.csp = contentSecurityPolicy(opts.FormActions)
+	s.routes()
+	return s, nil
+}
+
+// Mount adds a handler beside the application's (the development
+// providers, for one). It must be called before serving.
+func (s *Server) Mount(pattern string, h http.Handler) { s.root.Handle(pattern, s.common(h)) }
+
+// Handler is the whole site.
+func (s *Server) Handler() http.Handler { return s.root }
+
+func (s *Server) routes() {
+	b := s.browser
+	b.Handle("GET /{$}", s.page(s.home))
+	b.Handle("GET /connexion", s.page(s.connexion))
+	b.Handle("GET /connexion/aidant", s.page(s.aidantLogin))
+	b.Handle("GET /connexion/aidant/reauthentification", s.page(s.aidantStepUp))
+	b.Handle("GET /connexion/aidant/retour", s.page(s.aidantCallback))
+	b.Handle("POST /deconnexion", s.page(s.logout))
+	b.Handle("GET /deconnecte", s.page(s.loggedOut))
+	b.Handle("GET /tableau-de-bord", s.page(s.aidantOnly(s.dashboard)))
+	b.Handle("GET /journal-public", s.page(s.publicJournal))
+	b.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(s.opts.OverrideDir)))
+	b.Handle("/", s.page(func(w http.ResponseWriter, r *http.Request) error { return errNotFound }))
+
+	a := s.api
+	a.Handle("GET /healthz", s.apiHandler(s.healthz))
+	a.Handle("GET /metrics", s.apiHandler(s.serveMetrics))
+	a.Handle("GET /audit/checkpoint", s.apiHandler(s.auditCheckpoint))
+	a.Handle("GET /audit/key", s.apiHandler(s.auditKey))
+	a.Handle("GET /audit/proof/inclusion", s.apiHandler(s.auditInclusion))
+	a.Handle("GET /audit/proof/consistency", s.apiHandler(s.auditConsistency))
+
+	browser := s.common(s.browserMiddleware(b))
+	api := s.common(s.apiMiddleware(a))
+	for _, p := range []string{"/healthz", "/metrics", "/audit/"} {
+		s.root.Handle(p, api)
+	}
+	s.root.Handle("/", browser)
+}
+
+// abs returns the public URL of a local path.
+func (s *Server) abs(path string) string { return strings.TrimSuffix(s.opts.PublicURL, "/") + path }
+
+func contentSecurityPolicy(formActions []string) string {
+	fa := []string{"'self'"}
+	for _, a := range formActions {
+		if u, err := url.Parse(a); err == nil && u.Host != "" {
+			fa = append(fa, u.Scheme+"://"+u.Host)
+		}
+	}
+	return "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; " +
+		"base-uri 'none'; frame-ancestors 'none'; form-action " + strings.Join(fa, " ")
+}
+
+type ctxKey int
+
+const (
+	requestIDKey ctxKey = iota
+	sessionEndedKey
+)
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// now is the server's clock (the auth service's, so tests can move both).
+func (s *Server) now() time.Time { return s.auth.Now() }
