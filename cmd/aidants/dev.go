@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"aidants/audit"
+	"aidants/devidp"
+	"aidants/org"
+	"aidants/store"
+)
+
+// The demo organisations of development mode.
+const (
+	demoSIRET      = "98765432100015"
+	demoName       = "France Services de Nantes (démo)"
+	secondSIRET    = "13579246800013"
+	secondName     = "Médiathèque de Rezé (démo)"
+	devSeedVersion = "1"
+)
+
+var devSeedActor = audit.Actor{Kind: audit.ActorSystem, ID: "dev-seed"}
+
+// devProviders builds the development identity providers of this server.
+func devProviders(public string, s *devSecrets) (aidants, fc *devidp.Provider, err error) {
+	aidants, err = devidp.New(devidp.Options{
+		Issuer: public + "/dev/aidants", Title: "ProConnect (développement)", Kind: devidp.KindAidants,
+		Identities: devidp.AidantIdentities(demoSIRET), StylesheetURL: "/static/aidants.css",
+		Clients: []devidp.Client{{ID: devAidantsClient, Secret: s.AidantsClientSecret,
+			RedirectURIs: []string{public + "/connexion/aidant/retour"}, PostLogoutRedirectURIs: []string{public + "/deconnecte"}}},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	fc, err = devidp.New(devidp.Options{
+		Issuer: public + "/dev/franceconnect", Title: "FranceConnect (développement)", Kind: devidp.KindFranceConnect,
+		Identities: devidp.UsagerIdentities(), StylesheetURL: "/static/aidants.css",
+		Clients: []devidp.Client{{ID: devFCClient, Secret: s.FCClientSecret,
+			RedirectURIs:           []string{public + "/franceconnect/retour"},
+			PostLogoutRedirectURIs: []string{public + "/mon-espace/deconnecte", public + "/deconnecte"}}},
+	})
+	return aidants, fc, err
+}
+
+type seedAidant struct {
+	email, sub, given, family string
+	orgs                      []string
+	referent                  bool
+}
+
+var seedAidants = []seedAidant{
+	{devidp.EmailCamille, devidp.SubCamille, "Camille", "Martin", []string{demoSIRET}, false},
+	{devidp.EmailDominique, devidp.SubDominique, "Dominique", "Bernard", []string{demoSIRET}, false},
+	{devidp.EmailSacha, devidp.SubSacha, "Sacha", "Petit", []string{demoSIRET}, true},
+	{devidp.EmailAlex, devidp.SubAlex, "Alex", "Moreau", []string{demoSIRET, secondSIRET}, false},
+}
+
+// seedDev creates, once, the demo organisations and aidants of development
+// mode, and at every start binds them to the development provider's
+// identities (its issuer follows the listening port).
+func seedDev(ctx context.Context, in *instance, aidantsIssuer string) error {
+	var done string
+	err := in.db.R.GetContext(ctx, &done, `SELECT value FROM instance_meta WHERE key = 'dev_seed'`)
+	if err != nil && !errors.Is(store.NotFound(err, ""), store.ErrNotFound) {
+		return err
+	}
+	if done == "" {
+		if err := seedOnce(ctx, in); err != nil {
+			return fmt.Errorf("dev seed: %w", err)
+		}
+	}
+	for _, s := range seedAidants {
+		a, err := in.dir.AidantByEmail(ctx, s.email)
+		if errors.Is(err, org.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if a.Issuer != aidantsIssuer || a.Subject != s.sub {
+			if err := in.dir.BindIdentity(ctx, devSeedActor, a.ID, aidantsIssuer, s.sub); err != nil {
+				return fmt.Errorf("dev seed: bind %s: %w", s.email, err)
+			}
+		}
+	}
+	return nil
+}
+
+func seedOnce(ctx context.Context, in *instance) error {
+	ids := map[string]string{}
+	for _, o := range []org.NewOrganisation{{Name: demoName, SIRET: demoSIRET}, {Name: secondName, SIRET: secondSIRET}} {
+		existing, err := in.dir.OrganisationBySIRET(ctx, o.SIRET)
+		if err == nil {
+			ids[o.SIRET] = existing.ID
+			continue
+		}
+		created, err := in.dir.AddOrganisation(ctx, devSeedActor, o)
+		if err != nil {
+			return err
+		}
+		ids[o.SIRET] = created.ID
+	}
+	until := time.Now().AddDate(1, 0, 0).Format(time.DateOnly)
+	for _, s := range seedAidants {
+		for _, siret := range s.orgs {
+			_, err := in.dir.AddAidant(ctx, devSeedActor, org.NewAidant{OrganisationID: ids[siret], Email: s.email,
+				GivenName: s.given, FamilyName: s.family, HabilitatedUntil: until, Referent: s.referent, Aidant: true})
+			if err != nil && !errors.Is(err, org.ErrConflict) {
+				return err
+			}
+		}
+	}
+	return in.log.Write(ctx, func(tx *audit.Tx) error {
+		_, err := tx.Exec(`INSERT INTO instance_meta (key, value) VALUES ('dev_seed', ?)`, devSeedVersion)
+		return err
+	})
+}

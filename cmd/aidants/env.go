@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"aidants/audit"
+	"aidants/config"
+	"aidants/org"
+	"aidants/store"
+)
+
+// operator is the actor of every command-line change.
+var operator = audit.Actor{Kind: audit.ActorOperator, ID: "cli"}
+
+// envFlags are the flags every subcommand takes (SPEC §9): --config FILE,
+// or --dev with --data DIR.
+type envFlags struct {
+	config string
+	dev    bool
+	data   string
+}
+
+func addEnvFlags(f *flags) *envFlags {
+	e := &envFlags{}
+	f.StringVar(&e.config, "config", "", "configuration file (TOML)")
+	f.BoolVar(&e.dev, "dev", false, "development mode: everything embedded, data in --data")
+	f.StringVar(&e.data, "data", "./data", "development data directory")
+	return e
+}
+
+// load returns the validated configuration. listen is the address serve
+// listens on (it makes the public URL in development).
+func (e *envFlags) load(listen string) (config.Config, error) {
+	switch {
+	case e.dev && e.config != "":
+		return config.Config{}, usagef("give --config FILE or --dev, not both")
+	case e.dev:
+		return devConfig(e.data, listen)
+	case e.config != "":
+		cfg, err := config.Load(e.config)
+		if err != nil {
+			return cfg, err
+		}
+		if listen != "" {
+			cfg.Server.Listen = listen
+		}
+		if cfg.Audit.SigningKey == "" && cfg.Audit.SigningKeyFile != "" {
+			b, err := os.ReadFile(cfg.Audit.SigningKeyFile)
+			if err != nil {
+				return cfg, fmt.Errorf("audit.signing_key_file: %w", err)
+			}
+			cfg.Audit.SigningKey = strings.TrimSpace(string(b))
+		}
+		if err := cfg.Validate(); err != nil {
+			return cfg, fmt.Errorf("config %s: %w", e.config, err)
+		}
+		return cfg, nil
+	default:
+		return config.Config{}, usagef("give --config FILE, or --dev for development")
+	}
+}
+
+// devSecrets are generated once per development data directory, so that
+// sessions, keys and the log survive restarts.
+type devSecrets struct {
+	SessionSecret       string `json:"session_secret"`
+	KeysSecret          string `json:"keys_secret"`
+	PairwiseSecret      string `json:"pairwise_secret"`
+	AuditSigningKey     string `json:"audit_signing_key"`
+	AidantsClientSecret string `json:"aidants_client_secret"`
+	FCClientSecret      string `json:"franceconnect_client_secret"`
+}
+
+// devOrigin names the development log and its key.
+const devOrigin = "dev.aidants.localhost/audit"
+
+// Development client ids at the development providers.
+const (
+	devAidantsClient = "aidants-dev"
+	devFCClient      = "aidants-dev-franceconnect"
+)
+
+func loadDevSecrets(dir string) (*devSecrets, error) {
+	path := filepath.Join(dir, "dev-secrets.json")
+	var s devSecrets
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return &s, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	random := func() string {
+		b := make([]byte, 32)
+		rand.Read(b)
+		return base64.StdEncoding.EncodeToString(b)
+	}
+	key, err := audit.GenerateKey(devOrigin)
+	if err != nil {
+		return nil, err
+	}
+	s = devSecrets{SessionSecret: random(), KeysSecret: random(), PairwiseSecret: random(), AuditSigningKey: key,
+		AidantsClientSecret: random(), FCClientSecret: random()}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	b, _ = json.MarshalIndent(s, "", "  ")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// devConfig is the configuration of development mode: SQLite under dir,
+// secrets generated once, and the development providers on this server.
+func devConfig(dir, listen string) (config.Config, error) {
+	s, err := loadDevSecrets(dir)
+	if err != nil {
+		return config.Config{}, fmt.Errorf("development secrets: %w", err)
+	}
+	cfg := config.Default()
+	cfg.Dev = true
+	if listen == "" {
+		listen = cfg.Server.Listen
+	}
+	public := "http://" + listen
+	cfg.Server.Listen, cfg.Server.PublicURL = listen, public
+	cfg.Database.DSN = filepath.Join(dir, "aidants.db")
+	cfg.Session.Secret = s.SessionSecret
+	cfg.Keys.EncryptionSecret = s.KeysSecret
+	cfg.Provider.PairwiseSecret = s.PairwiseSecret
+	cfg.Audit.Origin, cfg.Audit.SigningKey = devOrigin, s.AuditSigningKey
+	cfg.AidantsProvider.Issuer = public + "/dev/aidants"
+	cfg.AidantsProvider.ClientID, cfg.AidantsProvider.ClientSecret = devAidantsClient, s.AidantsClientSecret
+	cfg.FranceConnect.Issuer = public + "/dev/franceconnect"
+	cfg.FranceConnect.ClientID, cfg.FranceConnect.ClientSecret = devFCClient, s.FCClientSecret
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("development configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// instance is an open database with its audit log and directory.
+type instance struct {
+	cfg    config.Config
+	db     *store.DB
+	log    *audit.Log
+	dir    *org.Directory
+	logger *slog.Logger
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// open opens the database, applies migrations and starts the audit writer.
+func open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*instance, error) {
+	db, err := store.Open(ctx, cfg.Database.Driver, cfg.Database.DSN, store.Options{MaxOpenConns: cfg.Database.MaxOpenConns})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	log, err := audit.Open(ctx, db, audit.Options{SigningKey: cfg.Audit.SigningKey, Logger: logger})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if log.Origin() != cfg.Audit.Origin {
+		log.Close()
+		db.Close()
+		return nil, fmt.Errorf("the audit signing key is named %q but audit.origin is %q", log.Origin(), cfg.Audit.Origin)
+	}
+	return &instance{cfg: cfg, db: db, log: log, dir: org.New(log), logger: logger}, nil
+}
+
+func (i *instance) Close() {
+	i.log.Close()
+	i.db.Close()
+}
+
+// openFromFlags parses the environment flags of a subcommand and opens
+// the instance. Commands log to stderr at warn level only.
+func openFromFlags(ctx context.Context, e *envFlags, stderr io.Writer) (*instance, error) {
+	cfg, err := e.load("")
+	if err != nil {
+		return nil, err
+	}
+	cfg.Log.Level = "warn"
+	return open(ctx, cfg, newLogger(cfg, stderr))
+}
