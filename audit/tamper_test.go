@@ -37,22 +37,22 @@ func TestVerifyNamesTheFirstTamperedIndex(t *testing.T) {
 		{
 			name: "edited event",
 			tamper: func(t *testing.T, db *store.DB) {
-				exec(t, db, `UPDATE audit_events SET body = REPLACE(body, 'aid_12', 'aid_99') WHERE idx = 12`)
+				mustExec(t, db, `UPDATE audit_events SET body = REPLACE(body, 'aid_12', 'aid_99') WHERE idx = 12`)
 			},
 			index: 12, want: "edited",
 		},
 		{
 			name:   "deleted event",
-			tamper: func(t *testing.T, db *store.DB) { exec(t, db, `DELETE FROM audit_events WHERE idx = 7`) },
+			tamper: func(t *testing.T, db *store.DB) { mustExec(t, db, `DELETE FROM audit_events WHERE idx = 7`) },
 			index:  7, want: "deleted",
 		},
 		{
 			name: "inserted event in the middle",
 			tamper: func(t *testing.T, db *store.DB) {
 				// Shift events 20.. up by one and slip a forged one in at 20.
-				exec(t, db, `UPDATE audit_events SET idx = idx + 1000 WHERE idx >= 20`)
-				exec(t, db, `UPDATE audit_events SET idx = idx - 999 WHERE idx >= 1000`)
-				exec(t, db, `INSERT INTO audit_events (idx, body, type, time, actor_kind, actor_id)
+				mustExec(t, db, `UPDATE audit_events SET idx = idx + 1000 WHERE idx >= 20`)
+				mustExec(t, db, `UPDATE audit_events SET idx = idx - 999 WHERE idx >= 1000`)
+				mustExec(t, db, `INSERT INTO audit_events (idx, body, type, time, actor_kind, actor_id)
 					SELECT 20, body, type, time, actor_kind, actor_id FROM audit_events WHERE idx = 3`)
 			},
 			index: 20, want: "inserted",
@@ -60,7 +60,7 @@ func TestVerifyNamesTheFirstTamperedIndex(t *testing.T) {
 		{
 			name: "inserted event at the end",
 			tamper: func(t *testing.T, db *store.DB) {
-				exec(t, db, `INSERT INTO audit_events (idx, body, type, time, actor_kind, actor_id)
+				mustExec(t, db, `INSERT INTO audit_events (idx, body, type, time, actor_kind, actor_id)
 					SELECT 40, body, type, time, actor_kind, actor_id FROM audit_events WHERE idx = 3`)
 			},
 			index: 40, want: "inserted",
@@ -68,9 +68,9 @@ func TestVerifyNamesTheFirstTamperedIndex(t *testing.T) {
 		{
 			name: "swapped events",
 			tamper: func(t *testing.T, db *store.DB) {
-				exec(t, db, `UPDATE audit_events SET idx = -1 WHERE idx = 30`)
-				exec(t, db, `UPDATE audit_events SET idx = 30 WHERE idx = 25`)
-				exec(t, db, `UPDATE audit_events SET idx = 25 WHERE idx = -1`)
+				mustExec(t, db, `UPDATE audit_events SET idx = -1 WHERE idx = 30`)
+				mustExec(t, db, `UPDATE audit_events SET idx = 30 WHERE idx = 25`)
+				mustExec(t, db, `UPDATE audit_events SET idx = 25 WHERE idx = -1`)
 			},
 			index: 25, want: "reordered",
 		},
@@ -79,9 +79,9 @@ func TestVerifyNamesTheFirstTamperedIndex(t *testing.T) {
 			tamper: func(t *testing.T, db *store.DB) {
 				// A careful attacker removes the tail and every trace of it:
 				// events, hashes, checkpoints and head all agree on 33.
-				exec(t, db, `DELETE FROM audit_events WHERE idx >= 33`)
-				exec(t, db, fmt.Sprintf(`DELETE FROM audit_hashes WHERE id >= %d`, tlog.StoredHashCount(33)))
-				exec(t, db, `DELETE FROM audit_checkpoints WHERE size > 33`)
+				mustExec(t, db, `DELETE FROM audit_events WHERE idx >= 33`)
+				mustExec(t, db, fmt.Sprintf(`DELETE FROM audit_hashes WHERE id >= %d`, tlog.StoredHashCount(33)))
+				mustExec(t, db, `DELETE FROM audit_checkpoints WHERE size > 33`)
 				var note []byte
 				if err := db.R.Get(&note, `SELECT note FROM audit_checkpoints WHERE size = 33`); err != nil {
 					t.Fatal(err)
@@ -103,7 +103,7 @@ func TestVerifyNamesTheFirstTamperedIndex(t *testing.T) {
 		{
 			name: "truncated with the log's own traces left",
 			tamper: func(t *testing.T, db *store.DB) {
-				exec(t, db, `DELETE FROM audit_events WHERE idx >= 35`)
+				mustExec(t, db, `DELETE FROM audit_events WHERE idx >= 35`)
 			},
 			index: 35, want: "deleted",
 		},
@@ -153,7 +153,7 @@ var vkeys = map[*store.DB]string{}
 
 func vkeyOf(t *testing.T, db *store.DB) string { return vkeys[db] }
 
-func exec(t *testing.T, db *store.DB, q string) {
+func mustExec(t *testing.T, db *store.DB, q string) {
 	t.Helper()
 	if _, err := db.W.Exec(q); err != nil {
 		t.Fatalf("%s: %v", q, err)
