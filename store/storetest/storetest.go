@@ -14,23 +14,17 @@ package storetest
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"aidants/store"
+	"aidants/store/pgcluster"
 )
 
 // RequireAll tells whether a missing external tool must fail the test.
@@ -100,7 +94,7 @@ func DSN(t testing.TB, d store.Dialect) (driver, dsn string) {
 
 var (
 	clusterOnce sync.Once
-	theCluster  *cluster
+	theCluster  *pgcluster.Cluster
 	clusterErr  error
 	dbCounter   atomic.Int64
 )
@@ -110,134 +104,22 @@ var (
 // is not installed.
 func PostgresDSN(t testing.TB) string {
 	t.Helper()
-	if _, err := exec.LookPath("initdb"); err != nil {
+	if !pgcluster.Available() {
 		SkipOrFail(t, "PostgreSQL binaries (initdb, postgres) are not on PATH")
 	}
-	clusterOnce.Do(func() { theCluster, clusterErr = startCluster() })
+	clusterOnce.Do(func() { theCluster, clusterErr = pgcluster.Start(pgcluster.Options{}) })
 	if clusterErr != nil {
 		t.Fatalf("start postgres: %v", clusterErr)
 	}
-	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbCounter.Add(1))
-	admin, err := sql.Open("pgx", theCluster.dsn("postgres"))
+	dsn, err := theCluster.CreateDatabase(fmt.Sprintf("t%d_%d", os.Getpid(), dbCounter.Add(1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
-	if _, err := admin.Exec(`CREATE DATABASE ` + name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	return theCluster.dsn(name)
-}
-
-type cluster struct {
-	dir  string // owned by the cluster's user
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func (c *cluster) dsn(db string) string {
-	return fmt.Sprintf("host=%s port=5432 user=aidants dbname=%s sslmode=disable", c.dir, db)
-}
-
-// startCluster runs initdb and postgres as an unprivileged user when the
-// tests run as root (initdb refuses root), listening on a unix socket only.
-func startCluster() (*cluster, error) {
-	dir, err := os.MkdirTemp("", "aidants-pg-")
-	if err != nil {
-		return nil, err
-	}
-	var cred *syscall.Credential
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("nobody")
-		if err != nil {
-			return nil, fmt.Errorf("tests run as root and there is no user nobody: %w", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		if err := os.Chown(dir, uid, gid); err != nil {
-			return nil, err
-		}
-	}
-	data := filepath.Join(dir, "data")
-	initdb := exec.Command("initdb", "-D", data, "-U", "aidants", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
-	initdb.Dir = dir
-	initdb.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "LC_ALL=C"}
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	if out, err := initdb.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("initdb: %v: %s", err, out)
-	}
-	c := &cluster{dir: dir, done: make(chan error, 1)}
-	started := make(chan error, 1)
-	go func() {
-		// Pdeathsig is tied to the thread that started the child: keep
-		// this goroutine on its thread until postgres exits, so that a
-		// test binary killed without cleanup takes postgres with it.
-		runtime.LockOSThread()
-		cmd := exec.Command("postgres", "-D", data, "-k", dir, "-c", "listen_addresses=",
-			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-			"-c", "max_connections=200", "-c", "shared_buffers=64MB")
-		cmd.Dir = dir
-		cmd.Env = initdb.Env
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
-		logf, _ := os.Create(filepath.Join(dir, "postgres.log"))
-		if cred != nil && logf != nil {
-			os.Chown(logf.Name(), int(cred.Uid), int(cred.Gid))
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		c.cmd = cmd
-		started <- nil
-		c.done <- cmd.Wait()
-	}()
-	if err := <-started; err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("postgres: %w", err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		db, err := sql.Open("pgx", c.dsn("postgres"))
-		if err == nil {
-			err = db.Ping()
-			db.Close()
-		}
-		if err == nil {
-			return c, nil
-		}
-		select {
-		case werr := <-c.done:
-			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("postgres exited: %v: %s", werr, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			c.stop()
-			return nil, fmt.Errorf("postgres did not accept connections: %w", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (c *cluster) stop() {
-	if c.cmd != nil && c.cmd.Process != nil {
-		c.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
-		select {
-		case <-c.done:
-		case <-time.After(10 * time.Second):
-			c.cmd.Process.Kill()
-			<-c.done
-		}
-	}
-	os.RemoveAll(c.dir)
+	return dsn
 }
 
 func stopCluster() {
 	if theCluster != nil {
-		theCluster.stop()
+		theCluster.Stop()
 	}
 }
