@@ -67,7 +67,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request, a *Answer) error
 			}
 		}
 	}
-	var secret string
+	var secret, refusedAidant string
 	var refused *RefusedError
 	err := s.log.Write(r.Context(), func(tx *audit.Tx) error {
 		aid, err := org.Resolve(tx, org.Identity{Issuer: a.Issuer, Subject: a.Subject, Email: a.Claim("email")})
@@ -91,6 +91,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request, a *Answer) error
 			refused = &RefusedError{Reason: ReasonNoOrganisation}
 		}
 		if refused != nil {
+			refusedAidant = aid.ID
 			return refused
 		}
 		// The first usable organisation is current; an aidant of several
@@ -106,14 +107,10 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request, a *Answer) error
 	})
 	if refused != nil {
 		// The refusal unit rolled back (nothing bound, no session); its
-		// event is written on its own, naming the aidant when known.
-		aidantID := ""
-		if refused.Reason != ReasonUnknown {
-			if aid, err := s.dir.AidantByIssuerSubject(r.Context(), a.Issuer, a.Subject); err == nil {
-				aidantID = aid.ID
-			}
-		}
-		s.refuse(r.Context(), aidantID, refused.Reason)
+		// event is written on its own, naming the aidant when known. The
+		// id comes from the unit: a pending aidant's binding rolled back
+		// too, so a lookup by (issuer, subject) would not find them.
+		s.refuse(r.Context(), refusedAidant, refused.Reason)
 		return refused
 	}
 	if err != nil {
