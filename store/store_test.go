@@ -65,3 +65,24 @@ func TestSQLiteReadersCannotWrite(t *testing.T) {
 		t.Fatal("a write through the readers' pool succeeded; only the writer may write")
 	}
 }
+
+func TestNewIDsSortByCreationAndDoNotRepeat(t *testing.T) {
+	seen := map[string]bool{}
+	prev := store.NewID("x")
+	for range 2000 {
+		id := store.NewID("x")
+		if seen[id] || len(id) != 2+26 {
+			t.Fatalf("id %q repeated or of the wrong length", id)
+		}
+		seen[id] = true
+		if id[:11] < prev[:11] { // the time part never goes back
+			t.Fatalf("%s sorts before the earlier %s", id, prev)
+		}
+		prev = id
+	}
+	a := store.NewID("x")
+	time.Sleep(2 * time.Millisecond)
+	if b := store.NewID("x"); b <= a {
+		t.Fatalf("%s does not sort after %s", b, a)
+	}
+}

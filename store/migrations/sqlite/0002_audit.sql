@@ -5,7 +5,7 @@
 -- audit_head is the single row the writer locks and moves forward.
 
 CREATE TABLE audit_events (
-    idx              BIGINT PRIMARY KEY,       -- leaf index, from 0
+    idx              INTEGER PRIMARY KEY,      -- leaf index, from 0 (the rowid: no extra index)
     body             BLOB NOT NULL,            -- canonical JSON, hashed as is
     type             TEXT NOT NULL,
     time             BIGINT NOT NULL,
@@ -20,15 +20,16 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_usager ON audit_events(usager_id, idx) WHERE usager_id IS NOT NULL;
 CREATE INDEX audit_events_organisation ON audit_events(organisation_id, idx) WHERE organisation_id IS NOT NULL;
-CREATE INDEX audit_events_mandate ON audit_events(mandate_id, idx) WHERE mandate_id IS NOT NULL;
+-- Two secondary indexes only: every index costs a random page per event at
+-- commit. A mandate's events are found through its person's index.
 
 CREATE TABLE audit_hashes (
-    id    BIGINT PRIMARY KEY,                  -- tlog.StoredHashIndex
+    id    INTEGER PRIMARY KEY,                 -- tlog.StoredHashIndex (the rowid)
     hash  BLOB NOT NULL
 );
 
 CREATE TABLE audit_checkpoints (
-    size        BIGINT PRIMARY KEY,
+    size        INTEGER PRIMARY KEY,
     note        BLOB NOT NULL,                 -- signed note, C2SP tlog-checkpoint
     created_at  BIGINT NOT NULL
 );
