@@ -54,6 +54,9 @@ type Stats struct {
 	Units   atomic.Int64
 	Failed  atomic.Int64
 	Events  atomic.Int64
+	// Time spent running units, computing and inserting the batch's
+	// events, hashes and checkpoint, and committing (fsync included).
+	UnitNanos, AppendNanos, CommitNanos atomic.Int64
 }
 
 // Options configures Open.
@@ -274,6 +277,7 @@ func (l *Log) commit(batch []*unit) {
 
 func (l *Log) runBatch(batch []*unit, results []error) (err error) {
 	ctx := context.Background()
+	T0 := time.Now() // T0…T3 split the batch's time for Stats
 	tx, err := l.db.W.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("audit: begin: %w", err)
@@ -291,18 +295,25 @@ func (l *Log) runBatch(batch []*unit, results []error) (err error) {
 	var evs []pending
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	ran := 0
+	sp, err := prepareSavepoints(tx)
+	if err != nil {
+		return err
+	}
+	defer sp.close()
+	evs = make([]pending, 0, 2*len(batch))
+	utx := &Tx{tx: tx, db: l.db, now: now, next: &next, pending: &evs}
 	for i, u := range batch {
 		if err := u.ctx.Err(); err != nil {
 			results[i] = err
 			continue
 		}
-		if _, err := tx.Exec(`SAVEPOINT unit`); err != nil {
+		if _, err := sp.begin.Exec(); err != nil {
 			return fmt.Errorf("audit: savepoint: %w", err)
 		}
 		mark, markNext := len(evs), next
-		ferr := l.call(u, &Tx{tx: tx, db: l.db, now: now, next: &next, pending: &evs})
+		ferr := l.call(u, utx)
 		if ferr != nil {
-			if _, err := tx.Exec(`ROLLBACK TO SAVEPOINT unit`); err != nil {
+			if _, err := sp.rollback.Exec(); err != nil {
 				return fmt.Errorf("audit: rollback to savepoint: %w", err)
 			}
 			evs, next = evs[:mark], markNext
@@ -310,7 +321,7 @@ func (l *Log) runBatch(batch []*unit, results []error) (err error) {
 		} else {
 			ran++
 		}
-		if _, err := tx.Exec(`RELEASE SAVEPOINT unit`); err != nil {
+		if _, err := sp.release.Exec(); err != nil {
 			return fmt.Errorf("audit: release savepoint: %w", err)
 		}
 	}
@@ -319,15 +330,21 @@ func (l *Log) runBatch(batch []*unit, results []error) (err error) {
 	}
 	var cp *Checkpoint
 	var added map[int64]tlog.Hash
+	T1 := time.Now()
 	if len(evs) > 0 {
 		cp, added, err = l.appendEvents(tx, size, evs)
 		if err != nil {
 			return err
 		}
 	}
+	T2 := time.Now()
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("audit: commit: %w", err)
 	}
+	T3 := time.Now()
+	l.stats.UnitNanos.Add(int64(T1.Sub(T0)))
+	l.stats.AppendNanos.Add(int64(T2.Sub(T1)))
+	l.stats.CommitNanos.Add(int64(T3.Sub(T2)))
 	if cp != nil {
 		for k, v := range added {
 			l.frontier[k] = v
@@ -338,6 +355,33 @@ func (l *Log) runBatch(batch []*unit, results []error) (err error) {
 		l.stats.Events.Add(int64(len(evs)))
 	}
 	return nil
+}
+
+// savepoints are the three statements around every unit, prepared once per
+// batch rather than parsed for every unit.
+type savepoints struct{ begin, rollback, release *sql.Stmt }
+
+func prepareSavepoints(tx *sqlx.Tx) (*savepoints, error) {
+	var sp savepoints
+	var err error
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{{&sp.begin, `SAVEPOINT unit`}, {&sp.rollback, `ROLLBACK TO SAVEPOINT unit`}, {&sp.release, `RELEASE SAVEPOINT unit`}} {
+		if *p.dst, err = tx.Prepare(p.q); err != nil {
+			sp.close()
+			return nil, fmt.Errorf("audit: prepare savepoints: %w", err)
+		}
+	}
+	return &sp, nil
+}
+
+func (sp *savepoints) close() {
+	for _, s := range []*sql.Stmt{sp.begin, sp.rollback, sp.release} {
+		if s != nil {
+			s.Close()
+		}
+	}
 }
 
 // call runs a unit's function, turning a panic into that unit's error.
@@ -425,18 +469,40 @@ type hashRow struct {
 
 const rowsPerInsert = 256
 
+// multiRow returns the text of an INSERT of n rows, built once per n and
+// dialect so that the driver's statement cache finds it again.
+func multiRow(cache *sync.Map, db *store.DB, head, row string, n int) string {
+	key := struct {
+		d store.Dialect
+		n int
+	}{db.Dialect, n}
+	if q, ok := cache.Load(key); ok {
+		return q.(string)
+	}
+	var q strings.Builder
+	q.WriteString(head)
+	for i := range n {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString(row)
+	}
+	text := db.Rebind(q.String())
+	cache.Store(key, text)
+	return text
+}
+
+var eventInserts, hashInserts sync.Map
+
 func insertEvents(tx *sqlx.Tx, db *store.DB, evs []pending) error {
 	const cols = 12
+	args := make([]any, 0, cols*min(len(evs), rowsPerInsert))
 	for start := 0; start < len(evs); start += rowsPerInsert {
 		chunk := evs[start:min(start+rowsPerInsert, len(evs))]
-		var q strings.Builder
-		q.WriteString(`INSERT INTO audit_events (idx, body, type, time, actor_kind, actor_id, organisation_id, aidant_id, usager_id, mandate_id, service_id, demarches) VALUES `)
-		args := make([]any, 0, cols*len(chunk))
-		for i, p := range chunk {
-			if i > 0 {
-				q.WriteByte(',')
-			}
-			q.WriteString(`(?,?,?,?,?,?,?,?,?,?,?,?)`)
+		q := multiRow(&eventInserts, db, `INSERT INTO audit_events (idx, body, type, time, actor_kind, actor_id, organisation_id, aidant_id, usager_id, mandate_id, service_id, demarches) VALUES `,
+			`(?,?,?,?,?,?,?,?,?,?,?,?)`, len(chunk))
+		args = args[:0]
+		for _, p := range chunk {
 			e := p.ev
 			var dem any
 			if len(e.Demarches) > 0 {
@@ -445,7 +511,7 @@ func insertEvents(tx *sqlx.Tx, db *store.DB, evs []pending) error {
 			args = append(args, p.idx, p.body, e.Type, e.Time.UnixMilli(), e.Actor.Kind, e.Actor.ID,
 				nullable(e.Organisation), nullable(e.Aidant), nullable(e.Usager), nullable(e.Mandate), nullable(e.Service), dem)
 		}
-		if _, err := tx.Exec(db.Rebind(q.String()), args...); err != nil {
+		if _, err := tx.Exec(q, args...); err != nil {
 			return fmt.Errorf("audit: insert events: %w", err)
 		}
 	}
@@ -453,19 +519,15 @@ func insertEvents(tx *sqlx.Tx, db *store.DB, evs []pending) error {
 }
 
 func insertHashes(tx *sqlx.Tx, db *store.DB, rows []hashRow) error {
+	args := make([]any, 0, 2*min(len(rows), rowsPerInsert))
 	for start := 0; start < len(rows); start += rowsPerInsert {
 		chunk := rows[start:min(start+rowsPerInsert, len(rows))]
-		var q strings.Builder
-		q.WriteString(`INSERT INTO audit_hashes (id, hash) VALUES `)
-		args := make([]any, 0, 2*len(chunk))
-		for i, r := range chunk {
-			if i > 0 {
-				q.WriteByte(',')
-			}
-			q.WriteString(`(?,?)`)
+		q := multiRow(&hashInserts, db, `INSERT INTO audit_hashes (id, hash) VALUES `, `(?,?)`, len(chunk))
+		args = args[:0]
+		for _, r := range chunk {
 			args = append(args, r.id, r.hash[:])
 		}
-		if _, err := tx.Exec(db.Rebind(q.String()), args...); err != nil {
+		if _, err := tx.Exec(q, args...); err != nil {
 			return fmt.Errorf("audit: insert hashes: %w", err)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -32,7 +34,8 @@ func openLog(t testing.TB, db *store.DB) (*audit.Log, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := audit.Open(context.Background(), db, audit.Options{SigningKey: skey})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil)) // units panic on purpose
+	l, err := audit.Open(context.Background(), db, audit.Options{SigningKey: skey, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

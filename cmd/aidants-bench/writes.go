@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"aidants/audit"
+	"aidants/store"
+	"aidants/store/pgcluster"
+)
+
+// benchOrigin names the benchmark logs and their key.
+const benchOrigin = "bench.aidants.invalid/audit"
+
+// benchKey signs the benchmark logs; it is kept in the cache with the
+// fixtures it signed.
+var benchKey string
+
+func loadBenchKey(cache string) (string, error) {
+	path := filepath.Join(cache, "bench-audit.key")
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	k, err := audit.GenerateKey(benchOrigin)
+	if err != nil {
+		return "", err
+	}
+	return k, os.WriteFile(path, []byte(k+"\n"), 0o600)
+}
+
+// writeResult is one write measurement.
+type writeResult struct {
+	writes   int64
+	elapsed  time.Duration
+	p50, p99 time.Duration
+	batches  int64
+}
+
+func (w writeResult) rate() float64 { return float64(w.writes) / w.elapsed.Seconds() }
+
+// openBench opens a fresh, migrated database with the benchmark's table.
+func openBench(ctx context.Context, driver, dsn, sync string) (*store.DB, error) {
+	db, err := store.Open(ctx, driver, dsn, store.Options{Synchronous: sync})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	// The state change each audited write makes, beside its event.
+	if _, err := db.W.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS bench_items (
+		id TEXT PRIMARY KEY, organisation_id TEXT NOT NULL, created_at BIGINT NOT NULL)`); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// benchEvent is a realistic event: an authorization code issued for a
+// person under a mandate (mandate.used), with pseudonymous ids.
+func benchEvent(i int64) audit.Event {
+	aid := fmt.Sprintf("aid_%026d", i%5000)
+	return audit.Event{
+		Type: audit.MandateUsed, Actor: audit.Actor{Kind: audit.ActorAidant, ID: aid}, Aidant: aid,
+		Organisation: fmt.Sprintf("org_%026d", i%800), Usager: fmt.Sprintf("usa_%026d", i%200000),
+		Mandate: fmt.Sprintf("man_%026d", i%300000), Service: "svc_impots", Demarches: []string{"argent"},
+	}
+}
+
+// oneWrite is the unit every writer submits: one state change, one event.
+func oneWrite(id string, i int64) func(*audit.Tx) error {
+	return func(tx *audit.Tx) error {
+		if _, err := tx.Exec(`INSERT INTO bench_items (id, organisation_id, created_at) VALUES (?, ?, ?)`,
+			id, fmt.Sprintf("org_%026d", i%800), tx.Now().UnixMilli()); err != nil {
+			return err
+		}
+		_, err := tx.Append(benchEvent(i))
+		return err
+	}
+}
+
+// measureWrites runs `writers` goroutines, each submitting one audited
+// write after the other, for d, through a log opened with maxBatch.
+func measureWrites(ctx context.Context, db *store.DB, writers, maxBatch int, d time.Duration) (writeResult, error) {
+	l, err := audit.Open(ctx, db, audit.Options{SigningKey: benchKey, MaxBatch: maxBatch})
+	if err != nil {
+		return writeResult{}, err
+	}
+	defer l.Close()
+	var total atomic.Int64
+	var firstErr atomic.Value
+	lat := make([][]time.Duration, writers)
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int64(0); time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+				t0 := time.Now()
+				n := total.Add(1)
+				if err := l.Write(ctx, oneWrite(store.NewID("bi"), n)); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err, ok := firstErr.Load().(error); ok {
+		return writeResult{}, err
+	}
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	return writeResult{writes: int64(len(all)), elapsed: elapsed, p50: pct(all, 50), p99: pct(all, 99),
+		batches: l.Stats().Batches.Load()}, ctx.Err()
+}
+
+// measureCeiling inserts the same rows in bulk — 1,000 state changes and
+// events per unit, one writer, synchronous=NORMAL — to show what the
+// machine can do with no durability wait and no per-write overhead.
+func measureCeiling(ctx context.Context, db *store.DB, d time.Duration) (writeResult, error) {
+	l, err := audit.Open(ctx, db, audit.Options{SigningKey: benchKey})
+	if err != nil {
+		return writeResult{}, err
+	}
+	defer l.Close()
+	const per = 1000
+	start := time.Now()
+	var n int64
+	for time.Since(start) < d && ctx.Err() == nil {
+		base := n
+		err := l.Write(ctx, func(tx *audit.Tx) error {
+			for i := base; i < base+per; i++ {
+				if err := oneWrite(store.NewID("bi"), i)(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return writeResult{}, err
+		}
+		n += per
+	}
+	return writeResult{writes: n, elapsed: time.Since(start), batches: l.Stats().Batches.Load()}, ctx.Err()
+}
+
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := len(sorted) * p / 100
+	if i >= len(sorted) {
+		i = len(sorted) - 1
+	}
+	return sorted[i]
+}
+
+type writeRow struct {
+	engine         string
+	writers        int
+	batched, naive writeResult
+}
+
+func benchWrites(ctx context.Context, o options, r *report) error {
+	dir, err := os.MkdirTemp(o.cache, "writes-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	n := 0
+	sqlite := func(sync string) (*store.DB, error) {
+		n++
+		return openBench(ctx, "sqlite", filepath.Join(dir, fmt.Sprintf("w%d.db", n)), sync)
+	}
+	for _, w := range o.writers {
+		row := writeRow{engine: "SQLite (WAL, synchronous=FULL)", writers: w}
+		for _, m := range []struct {
+			res      *writeResult
+			maxBatch int
+		}{{&row.batched, 1024}, {&row.naive, 1}} {
+			db, err := sqlite("FULL")
+			if err != nil {
+				return err
+			}
+			*m.res, err = measureWrites(ctx, db, w, m.maxBatch, o.seconds)
+			db.Close()
+			if err != nil {
+				return fmt.Errorf("sqlite writes: %w", err)
+			}
+		}
+		logf("sqlite %3d writers: batched %8.0f/s (p99 %v), one transaction per write %7.0f/s", w, row.batched.rate(), row.batched.p99, row.naive.rate())
+		r.writes = append(r.writes, row)
+	}
+	db, err := sqlite("NORMAL")
+	if err != nil {
+		return err
+	}
+	r.ceiling, err = measureCeiling(ctx, db, o.seconds)
+	db.Close()
+	if err != nil {
+		return fmt.Errorf("ceiling: %w", err)
+	}
+	logf("sqlite ceiling (bulk, synchronous=NORMAL): %.0f/s", r.ceiling.rate())
+	r.rssAfterWrites = peakRSS()
+
+	if !o.postgres {
+		return nil
+	}
+	if !pgcluster.Available() {
+		r.notes = append(r.notes, "PostgreSQL was not measured: initdb is not on PATH.")
+		return nil
+	}
+	c, err := pgcluster.Start(pgcluster.Options{Durable: true})
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	for _, w := range o.writers {
+		row := writeRow{engine: "PostgreSQL 15 (fsync on, synchronous_commit on)", writers: w}
+		for _, m := range []struct {
+			res      *writeResult
+			maxBatch int
+		}{{&row.batched, 1024}, {&row.naive, 1}} {
+			n++
+			dsn, err := c.CreateDatabase(fmt.Sprintf("bench%d", n))
+			if err != nil {
+				return err
+			}
+			db, err := openBench(ctx, "postgres", dsn, "")
+			if err != nil {
+				return err
+			}
+			*m.res, err = measureWrites(ctx, db, w, m.maxBatch, o.seconds)
+			db.Close()
+			if err != nil {
+				return fmt.Errorf("postgres writes: %w", err)
+			}
+		}
+		logf("postgres %3d writers: batched %8.0f/s (p99 %v), one transaction per write %7.0f/s", w, row.batched.rate(), row.batched.p99, row.naive.rate())
+		r.writes = append(r.writes, row)
+	}
+	return nil
+}
