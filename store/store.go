@@ -66,6 +66,9 @@ type Options struct {
 	// Synchronous overrides SQLite's synchronous pragma (default FULL);
 	// benchmarks use NORMAL for the CPU ceiling.
 	Synchronous string
+	// NoCheckpointer leaves WAL checkpoints to another process (a server
+	// beside the command line) and to the last connection's close.
+	NoCheckpointer bool
 }
 
 // Open connects to the database named by driver ("sqlite" or "postgres")
@@ -124,7 +127,11 @@ func openSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 	r.SetMaxOpenConns(opts.MaxOpenConns)
 	r.SetMaxIdleConns(opts.MaxOpenConns)
 	r.SetConnMaxIdleTime(0)
-	db := &DB{R: r, W: w, Dialect: SQLite, Path: path, stop: make(chan struct{}), stopped: make(chan struct{})}
+	db := &DB{R: r, W: w, Dialect: SQLite, Path: path}
+	if opts.NoCheckpointer {
+		return db, nil
+	}
+	db.stop, db.stopped = make(chan struct{}), make(chan struct{})
 	ck, err := sql.Open("sqlite3", base)
 	if err != nil {
 		db.Close()

@@ -130,33 +130,40 @@ func (r *report) markdown() string {
 	p("")
 	p("Each write is one unit of work: it inserts a row (the state change) and appends one event")
 	p("(`mandate.used`, ~330 bytes of canonical JSON with pseudonymous ids) in the same transaction.")
-	p("*Batched* is the production writer: it takes whatever is queued, runs each unit in its own savepoint,")
-	p("computes the batch's Merkle hashes, signs one checkpoint and commits once. *One transaction per write*")
-	p("is the same code with batches of one: every write pays its own commit, fsync and signature (the naive")
-	p("design, without even lock contention between writers). Each figure runs %s.", r.opts.seconds)
 	p("")
-	p("| engine | writers | batched writes/s | p50 latency | p99 latency | writes per commit | one transaction per write, writes/s | batched ÷ one per write |")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|")
+	p("- *Batched* is the production writer: it takes whatever is queued, runs each unit in its own savepoint,")
+	p("  computes the batch's Merkle hashes, signs one checkpoint and commits once.")
+	p("- *Naive* is the baseline the issue names, one transaction per write: every writer runs each write in")
+	p("  its own transaction on its own connection, as an application without a group-committing writer does;")
+	p("  writers queue on the database's write lock (SQLite's busy handler, PostgreSQL's lock on the log head).")
+	p("- *Batches of one* is a stricter baseline: the production writer with batches of one, so writers queue")
+	p("  in memory behind one connection and every write pays only its own commit, fsync and signature.")
+	p("")
+	p("Each figure runs %s, all in this run.", r.opts.seconds)
+	p("")
+	p("| engine | writers | batched writes/s | p50 latency | p99 latency | writes per commit | naive writes/s | batched ÷ naive | batches of one, writes/s | batched ÷ batches of one |")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, w := range r.writes {
 		per := float64(w.batched.writes) / float64(max(w.batched.batches, 1))
-		p("| %s | %d | %s | %s | %s | %.0f | %s | **%.1f×** |", w.engine, w.writers, num(w.batched.rate()), ms(w.batched.p50),
-			ms(w.batched.p99), per, num(w.naive.rate()), w.batched.rate()/w.naive.rate())
+		p("| %s | %d | %s | %s | %s | %.0f | %s | **%.1f×** | %s | %.1f× |", w.engine, w.writers, num(w.batched.rate()), ms(w.batched.p50),
+			ms(w.batched.p99), per, num(w.own.rate()), w.batched.rate()/w.own.rate(), num(w.naive.rate()), w.batched.rate()/w.naive.rate())
 	}
 	p("")
 	p("CPU ceiling (SQLite): the same rows inserted in bulk — 1,000 state changes and events per")
 	p("transaction, one writer, `synchronous=NORMAL` — run at **%s writes/s**.", num(r.ceiling.rate()))
 	p("")
-	var sqlite256, naive256 float64
+	var sqlite256, own256, one256 float64
 	for _, w := range r.writes {
 		if strings.HasPrefix(w.engine, "SQLite") && w.writers == 256 {
-			sqlite256, naive256 = w.batched.rate(), w.naive.rate()
+			sqlite256, own256, one256 = w.batched.rate(), w.own.rate(), w.naive.rate()
 		}
 	}
 	if sqlite256 > 0 {
-		p("| target (SPEC §10) | measured | verdict |")
+		p("| target (SPEC §10, issue 3) | measured | verdict |")
 		p("|---|---|---|")
 		p("| ≥ 30,000 durable writes/s at 256 writers (SQLite, FULL) | %s/s | %s |", num(sqlite256), verdict(sqlite256 >= 30000))
-		p("| ≥ 20× one transaction per write, same run | %.1f× | %s |", sqlite256/naive256, verdict(sqlite256/naive256 >= 20))
+		p("| ≥ 20× the naive baseline (one transaction per write), same run | %.1f× | %s |", sqlite256/own256, verdict(sqlite256/own256 >= 20))
+		p("| (stricter, not a target) ÷ batches of one, same run | %.1f× | — |", sqlite256/one256)
 		p("| ≥ 0.5× the CPU ceiling, same run | %.2f× | %s |", sqlite256/r.ceiling.rate(), verdict(sqlite256/r.ceiling.rate() >= 0.5))
 		p("")
 	}

@@ -171,10 +171,58 @@ func pct(sorted []time.Duration, p int) time.Duration {
 	return sorted[i]
 }
 
+// measureOwnTransactions is the naive design: every writer runs each write
+// in its own transaction on its own connection, with no writer to group
+// them (one audit.Log per writer, batches of one), as an application
+// without a group-committing writer would. Writers wait for the database's
+// write lock (SQLite's busy handler, PostgreSQL's row lock on the head).
+func measureOwnTransactions(ctx context.Context, open func() (*store.DB, error), writers int, d time.Duration) (writeResult, error) {
+	logs := make([]*audit.Log, writers)
+	for i := range logs {
+		db, err := open()
+		if err != nil {
+			return writeResult{}, err
+		}
+		defer db.Close()
+		if logs[i], err = audit.Open(ctx, db, audit.Options{SigningKey: benchKey, MaxBatch: 1}); err != nil {
+			return writeResult{}, err
+		}
+		defer logs[i].Close()
+	}
+	var total atomic.Int64
+	var firstErr atomic.Value
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				n := total.Add(1)
+				if err := logs[w].Write(ctx, oneWrite(store.NewID("bi"), n)); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return writeResult{}, err
+	}
+	var writes int64
+	for _, l := range logs {
+		writes += l.Stats().Units.Load()
+	}
+	return writeResult{writes: writes, elapsed: time.Since(start)}, ctx.Err()
+}
+
 type writeRow struct {
 	engine         string
 	writers        int
 	batched, naive writeResult
+	own            writeResult // each writer its own transaction and connection
 }
 
 func benchWrites(ctx context.Context, o options, r *report) error {
@@ -204,7 +252,19 @@ func benchWrites(ctx context.Context, o options, r *report) error {
 				return fmt.Errorf("sqlite writes: %w", err)
 			}
 		}
-		logf("sqlite %3d writers: batched %8.0f/s (p99 %v), one transaction per write %7.0f/s", w, row.batched.rate(), row.batched.p99, row.naive.rate())
+		path := filepath.Join(dir, fmt.Sprintf("own%d.db", w))
+		if db, err := openBench(ctx, "sqlite", path, "FULL"); err != nil {
+			return err
+		} else {
+			db.Close()
+		}
+		row.own, err = measureOwnTransactions(ctx, func() (*store.DB, error) {
+			return store.Open(ctx, "sqlite", path, store.Options{MaxOpenConns: 1, NoCheckpointer: true})
+		}, w, o.seconds)
+		if err != nil {
+			return fmt.Errorf("sqlite own transactions: %w", err)
+		}
+		logf("sqlite %3d writers: batched %8.0f/s (p99 %v), batches of one %7.0f/s, own transactions %7.0f/s", w, row.batched.rate(), row.batched.p99, row.naive.rate(), row.own.rate())
 		r.writes = append(r.writes, row)
 	}
 	db, err := sqlite("NORMAL")
@@ -252,7 +312,23 @@ func benchWrites(ctx context.Context, o options, r *report) error {
 				return fmt.Errorf("postgres writes: %w", err)
 			}
 		}
-		logf("postgres %3d writers: batched %8.0f/s (p99 %v), one transaction per write %7.0f/s", w, row.batched.rate(), row.batched.p99, row.naive.rate())
+		n++
+		dsn, err := c.CreateDatabase(fmt.Sprintf("bench%d", n))
+		if err != nil {
+			return err
+		}
+		if db, err := openBench(ctx, "postgres", dsn, ""); err != nil {
+			return err
+		} else {
+			db.Close()
+		}
+		row.own, err = measureOwnTransactions(ctx, func() (*store.DB, error) {
+			return store.Open(ctx, "postgres", dsn, store.Options{MaxOpenConns: 1})
+		}, w, o.seconds)
+		if err != nil {
+			return fmt.Errorf("postgres own transactions: %w", err)
+		}
+		logf("postgres %3d writers: batched %8.0f/s (p99 %v), batches of one %7.0f/s, own transactions %7.0f/s", w, row.batched.rate(), row.batched.p99, row.naive.rate(), row.own.rate())
 		r.writes = append(r.writes, row)
 	}
 	return nil

@@ -81,7 +81,7 @@ func Start(opts Options) (*Cluster, error) {
 		// this goroutine on its thread until postgres exits, so that a
 		// test binary killed without cleanup takes postgres with it.
 		runtime.LockOSThread()
-		args := []string{"-D", data, "-k", dir, "-c", "listen_addresses=", "-c", "max_connections=200", "-c", "shared_buffers=128MB"}
+		args := []string{"-D", data, "-k", dir, "-c", "listen_addresses=", "-c", "max_connections=400", "-c", "shared_buffers=128MB"}
 		if !opts.Durable {
 			args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 		}
