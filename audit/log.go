@@ -46,6 +46,7 @@ type Log struct {
 
 	latest atomic.Pointer[Checkpoint]
 	stats  Stats
+	now    func() time.Time
 }
 
 // Stats counts what the writer did since the process started.
@@ -67,6 +68,8 @@ type Options struct {
 	Logger     *slog.Logger
 	// MaxBatch bounds how many units one transaction takes (default 1024).
 	MaxBatch int
+	// Now is the clock of units (Tx.Now) and event times; tests move it.
+	Now func() time.Time
 }
 
 type unit struct {
@@ -97,9 +100,13 @@ func Open(ctx context.Context, db *store.DB, opts Options) (*Log, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 1024
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	l := &Log{
 		db: db, signer: signer, verifier: verifier, vkey: vkey, origin: signer.Name(),
 		logger:  opts.Logger,
+		now:     opts.Now,
 		queue:   make(chan *unit, opts.MaxBatch),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -116,6 +123,9 @@ func (l *Log) Origin() string { return l.origin }
 
 // VerifierKey is the public key of the log, in note verifier form.
 func (l *Log) VerifierKey() string { return l.vkey }
+
+// Now is the log's clock.
+func (l *Log) Now() time.Time { return l.now() }
 
 // Stats returns the writer's counters.
 func (l *Log) Stats() *Stats { return &l.stats }
@@ -293,7 +303,7 @@ func (l *Log) runBatch(batch []*unit, results []error) (err error) {
 	}
 	next := size
 	var evs []pending
-	now := time.Now().UTC().Truncate(time.Millisecond)
+	now := l.now().UTC().Truncate(time.Millisecond)
 	ran := 0
 	sp, err := prepareSavepoints(tx)
 	if err != nil {

@@ -110,10 +110,10 @@ func Verify(ctx context.Context, db *store.DB, vkey string, old *Checkpoint) (*V
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
-	evc, evErr := streamRows(ctx, db, `SELECT idx, body FROM audit_events ORDER BY idx`)
+	evc, evErr := streamRows(ctx, db, `SELECT idx, body FROM audit_events ORDER BY idx`, true)
 	// Hashes are read by value alone, in id order: a missing or extra row
 	// shifts every later comparison, and the count is checked at the end.
-	hc, hErr := streamRows(ctx, db, `SELECT hash FROM audit_hashes ORDER BY id`)
+	hc, hErr := streamRows(ctx, db, `SELECT hash FROM audit_hashes ORDER BY id`, false)
 	defer func() {
 		// Stop the readers early on a verdict, then wait for them.
 		cancel()
@@ -128,7 +128,7 @@ func Verify(ctx context.Context, db *store.DB, vkey string, old *Checkpoint) (*V
 	ci := 0
 	res := &VerifyResult{Size: n}
 	for i := int64(0); i < n; i++ {
-		id, body, ok := evs.next()
+		id, leaf, ok := evs.nextLeaf()
 		if !ok {
 			if err := firstErr(evErr); err != nil {
 				return nil, err
@@ -141,7 +141,7 @@ func Verify(ctx context.Context, db *store.DB, vkey string, old *Checkpoint) (*V
 			}
 			return nil, &TamperError{Index: i, Msg: "event indexes are out of order"}
 		}
-		want = t.add(tlog.RecordHash(body), want)
+		want = t.add(leaf, want)
 		for j, h := range want {
 			hid, stored, ok := hs.next()
 			if !ok {
@@ -230,6 +230,7 @@ func parseUnverified(msg []byte) (*Checkpoint, error) {
 type row struct {
 	id   int64
 	data []byte
+	leaf tlog.Hash // RecordHash(data), when the stream computes it
 }
 
 // streamRows reads rows of (int64, bytes) — or of bytes alone, numbered
@@ -237,7 +238,10 @@ type row struct {
 // them over in chunks, so that reading and hashing overlap on two cores.
 // It talks to the driver directly: database/sql's per-row locking,
 // conversions and copies cost more than the hashing.
-func streamRows(ctx context.Context, db *store.DB, q string) (<-chan []row, *error) {
+//
+// With leaves, the reader also computes each row's RecordHash, so that
+// hashing the bodies runs beside the main goroutine's tree work.
+func streamRows(ctx context.Context, db *store.DB, q string, leaves bool) (<-chan []row, *error) {
 	c := make(chan []row, 8)
 	errp := new(error)
 	go func() {
@@ -285,6 +289,10 @@ func streamRows(ctx context.Context, db *store.DB, q string) (<-chan []row, *err
 				default:
 					return fmt.Errorf("unexpected value %T", v)
 				}
+				if leaves {
+					r.leaf = tlog.RecordHash(r.data)
+					r.data = nil
+				}
 				chunk = append(chunk, r)
 				if len(chunk) == cap(chunk) {
 					select {
@@ -328,6 +336,20 @@ func (c *cursor) next() (int64, []byte, bool) {
 	r := c.chunk[c.i]
 	c.i++
 	return r.id, r.data, true
+}
+
+// nextLeaf is next for a stream that computed leaf hashes.
+func (c *cursor) nextLeaf() (int64, tlog.Hash, bool) {
+	for c.i >= len(c.chunk) {
+		chunk, ok := <-c.c
+		if !ok {
+			return 0, tlog.Hash{}, false
+		}
+		c.chunk, c.i = chunk, 0
+	}
+	r := c.chunk[c.i]
+	c.i++
+	return r.id, r.leaf, true
 }
 
 func drain(c <-chan []row) {
