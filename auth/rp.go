@@ -3,8 +3,10 @@ package auth
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
 )
 
@@ -50,6 +53,7 @@ type rp struct {
 	oauth      *oauth2.Config
 	endSession string
 	issParam   bool
+	jwksURI    string
 }
 
 // ErrProviderUnavailable is returned when the identity provider cannot be
@@ -69,6 +73,7 @@ func (p *rp) ready(ctx context.Context) error {
 		return fmt.Errorf("%w: %s discovery: %v", ErrProviderUnavailable, p.name, err)
 	}
 	var meta struct {
+		JWKS       string   `json:"jwks_uri"`
 		EndSession string   `json:"end_session_endpoint"`
 		IssParam   bool     `json:"authorization_response_iss_parameter_supported"`
 		Methods    []string `json:"code_challenge_methods_supported"`
@@ -83,7 +88,7 @@ func (p *rp) ready(ctx context.Context) error {
 		ClientID: p.cfg.ClientID, ClientSecret: p.cfg.ClientSecret,
 		Endpoint: prov.Endpoint(), RedirectURL: p.cfg.RedirectURL, Scopes: p.cfg.Scopes,
 	}
-	p.endSession, p.issParam = meta.EndSession, meta.IssParam
+	p.endSession, p.issParam, p.jwksURI = meta.EndSession, meta.IssParam, meta.JWKS
 	return nil
 }
 
@@ -206,4 +211,43 @@ func (p *rp) logoutURL(ctx context.Context, idTokenHint, postLogout, state strin
 	q.Set("state", state)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// verifyingKey returns, as JSON, the provider's public key that verifies
+// raw (an ID token go-oidc already verified): consent evidence must say
+// which key signed it, since provider keys rotate.
+func (p *rp) verifyingKey(ctx context.Context, raw string) (string, error) {
+	if err := p.ready(ctx); err != nil {
+		return "", err
+	}
+	tok, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.PS256})
+	if err != nil || len(tok.Signatures) != 1 {
+		return "", fmt.Errorf("%w: evidence token: %v", ErrBadToken, err)
+	}
+	kid := tok.Signatures[0].Header.KeyID
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.jwksURI, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s jwks: %v", ErrProviderUnavailable, p.name, err)
+	}
+	defer resp.Body.Close()
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
+		return "", fmt.Errorf("%w: %s jwks: %v", ErrProviderUnavailable, p.name, err)
+	}
+	for _, k := range set.Keys {
+		if kid != "" && k.KeyID != kid {
+			continue
+		}
+		if _, err := tok.Verify(k.Public()); err == nil {
+			b, err := k.Public().MarshalJSON()
+			return string(b), err
+		}
+	}
+	return "", fmt.Errorf("%w: no published key verifies the evidence token", ErrBadToken)
 }

@@ -87,6 +87,10 @@ func newMetrics(reg *prometheus.Registry, log *audit.Log) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_audit_units_total", Help: "Units of work run by the audit writer."}, func() float64 { return float64(st.Units.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_audit_units_failed_total", Help: "Units of work that failed."}, func() float64 { return float64(st.Failed.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_audit_events_total", Help: "Events appended to the audit log."}, func() float64 { return float64(st.Events.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_audit_commit_seconds_total", Help: "Time the audit writer spent committing (fsync included)."}, func() float64 { return float64(st.CommitNanos.Load()) / 1e9 }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_audit_batch_seconds_total", Help: "Time the audit writer spent running units and appending events."}, func() float64 {
+			return float64(st.UnitNanos.Load()+st.AppendNanos.Load()) / 1e9
+		}),
 	)
 	return m
 }
@@ -185,4 +189,16 @@ func (s *Server) publicJournal(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.render(w, r, http.StatusOK, "journal-public", p)
 	return nil
+}
+
+// jwks publishes every signing key in use (mandates, ID and access
+// tokens), old keys included until what they signed has expired.
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) error {
+	set, err := s.keys.JWKS(r.Context())
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	return json.NewEncoder(w).Encode(set)
 }

@@ -3,8 +3,10 @@ package web
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"aidants/auth"
+	"aidants/mandate"
 )
 
 type homePage struct{ Page }
@@ -138,15 +140,20 @@ func (s *Server) loggedOut(w http.ResponseWriter, r *http.Request) error {
 
 type dashboardPage struct {
 	Page
-	Mandates []mandateRow
+	Mandates []mandate.View
+	Now      time.Time
 }
 
-// mandateRow is one line of "Mes mandats".
-type mandateRow struct {
-	Usager, Demarches, Until, Status string
-}
-
+// dashboard shows the aidant their organisation's active mandates.
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) error {
-	s.render(w, r, http.StatusOK, "tableau-de-bord", &dashboardPage{Page: s.base(r)})
+	p := auth.PrincipalFrom(r.Context())
+	ms, err := s.mandates.Mandates(r.Context(), p.OrganisationID, mandate.Active)
+	if err != nil {
+		return err
+	}
+	if len(ms) > 10 {
+		ms = ms[:10]
+	}
+	s.render(w, r, http.StatusOK, "tableau-de-bord", &dashboardPage{Page: s.base(r), Mandates: ms, Now: s.now()})
 	return nil
 }

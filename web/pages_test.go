@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"aidants/auth"
+	"aidants/mandate"
+	"aidants/store"
 	"aidants/templates"
 )
 
@@ -18,14 +20,33 @@ func samples() map[string]any {
 	camille := &auth.Principal{AidantID: "aid_1", GivenName: "Camille", FamilyName: "Martin",
 		OrganisationName: "France Services de Nantes", SIRET: "98765432100015", IsAidant: true}
 	base := Page{Dev: true, Aidant: camille, RequestID: "abc123", Flash: "Enregistré."}
+	now := time.Date(2026, 3, 12, 13, 5, 0, 0, time.UTC)
+	draft := mandate.Draft{ID: "drf_1", Demarches: store.List{"logement"}, Duration: "1m", Method: mandate.OnSite,
+		CreatedAt: store.T(now), ExpiresAt: store.T(now)}
+	usager := mandate.Usager{ID: "usa_1", GivenName: "Joséphine", FamilyName: "Lefèvre", Birthdate: "1948-03-12"}
+	view := mandate.View{Mandate: mandate.Mandate{ID: "man_1", CreatedAt: store.T(now), ExpiresAt: store.T(now.AddDate(0, 1, 0)),
+		Method: mandate.OnSite, Demarches: []mandate.MandateDemarche{{Code: "logement"}, {Code: "argent", RevokedAt: store.T(now), Reason: "superseded"}}},
+		OrgName: "France Services", SIRET: "98765432100015", UsagerGiven: "Joséphine", UsagerFamily: "Lefèvre", UsagerBirth: "1948-03-12",
+		AidantGiven: "Camille", AidantFamily: "Martin"}
 	return map[string]any{
-		"home":            &homePage{Page: base},
-		"connexion":       &connexionPage{Page: base, ReturnTo: "/tableau-de-bord", Notice: "Votre session a pris fin."},
-		"refus":           &refusalPage{Page: base, Heading: "Accès refusé", Message: "Non.", Help: "Contactez.", Retry: "/", RetryLabel: "Retour"},
-		"erreur":          &errorPage{Page: base, Heading: "Erreur", Message: "Désolé."},
-		"tableau-de-bord": &dashboardPage{Page: base, Mandates: []mandateRow{{Usager: "J. L.", Demarches: "Logement", Until: "1er mars 2027", Status: "actif"}}},
-		"deconnecte":      &loggedOutPage{Page: base},
-		"journal-public":  &journalPage{Page: base, Checkpoint: "o\n1\nAA==\n", Size: 1, Key: "o+1+AA", Origin: "o"},
+		"home":                   &homePage{Page: base},
+		"connexion":              &connexionPage{Page: base, ReturnTo: "/tableau-de-bord", Notice: "Votre session a pris fin."},
+		"refus":                  &refusalPage{Page: base, Heading: "Accès refusé", Message: "Non.", Help: "Contactez.", Retry: "/", RetryLabel: "Retour"},
+		"erreur":                 &errorPage{Page: base, Heading: "Erreur", Message: "Désolé."},
+		"tableau-de-bord":        &dashboardPage{Page: base, Mandates: []mandate.View{view}, Now: now},
+		"mandats":                &mandatesPage{Page: base, Filter: "actifs", Mandates: []mandate.View{view}, Drafts: []draftRow{{Draft: draft, State: mandate.DraftPending}}, Now: now},
+		"mandat-nouveau":         &newMandatePage{Page: base, Demarches: []demarcheChoice{{Code: "argent", Label: "Argent"}}, Durations: mandate.Durations},
+		"mandat-lien":            &linkPage{Page: base, Draft: &draft, URL: "https://x/consentement?jeton=abc", QR: "data:image/png;base64,AA==", Expires: now},
+		"brouillon":              &draftPage{Page: base, Draft: &draft, State: mandate.DraftIdentified, Usager: &usager, Org: "France Services", Until: now},
+		"mandat":                 &mandatePage{Page: base, M: &view, Status: mandate.Active, Durations: mandate.Durations, Now: now},
+		"attestation":            &attestationPage{Page: base, M: &view, Status: mandate.Active, VerifyURL: "https://x/v", QR: "data:image/png;base64,AA==", Printed: now},
+		"attestation-revocation": &attestationPage{Page: base, M: &view, Status: mandate.Revoked, VerifyURL: "https://x/v", QR: "data:image/png;base64,AA==", Printed: now},
+		"verification":           &verifyPage{Page: base, Checked: true, Result: &mandate.Verification{Status: mandate.VerifyValid, Reason: "Valide.", Claims: &mandate.Claims{ID: "man_1"}}, Labels: []string{"Logement"}, Issued: now, Expires: now},
+		"consentement":           &consentPage{Page: base, Draft: &draft, State: mandate.DraftPending, OrgName: "France Services", AidantName: "Camille", Labels: []string{"Logement"}, Duration: "1 mois", Until: now, Link: "abc"},
+		"consentement-recap":     &consentPage{Page: base, Draft: &draft, State: mandate.DraftIdentified, OrgName: "France Services", AidantName: "Camille", Labels: []string{"Logement"}, Duration: "1 mois", Until: now, Usager: &usager, Link: "abc"},
+		"consentement-fin":       &consentPage{Page: base, Draft: &draft, OrgName: "France Services", Labels: []string{"Logement"}, Done: "accepted", MandateID: "man_1"},
+		"deconnecte":             &loggedOutPage{Page: base},
+		"journal-public":         &journalPage{Page: base, Checkpoint: "o\n1\nAA==\n", Size: 1, Key: "o+1+AA", Origin: "o"},
 	}
 }
 

@@ -136,9 +136,30 @@ func frDateTime(t time.Time) string {
 }
 
 var funcs = template.FuncMap{
-	"date":     frDate,
-	"datetime": frDateTime,
-	"demarche": mandate.Label,
+	"date":         frDate,
+	"datetime":     frDateTime,
+	"demarche":     mandate.Label,
+	"birthdate":    frBirthdate,
+	"status":       func(s string) string { return statusLabels[s] },
+	"draftStatus":  func(s string) string { return draftLabels[s] },
+	"verifyStatus": func(s string) string { return verifyLabels[s] },
+}
+
+var statusLabels = map[string]string{mandate.Active: "Actif", mandate.Expired: "Échu", mandate.Revoked: "Révoqué"}
+
+var draftLabels = map[string]string{mandate.DraftPending: "en attente de la personne", mandate.DraftIdentified: "personne identifiée, en attente de sa décision",
+	mandate.DraftAccepted: "accepté", mandate.DraftRefused: "refusé", mandate.DraftExpired: "expiré", mandate.DraftCompleted: "signé"}
+
+var verifyLabels = map[string]string{mandate.VerifyValid: "Valide", mandate.VerifyRevoked: "Révoqué", mandate.VerifyExpired: "Échu",
+	mandate.VerifyUnknown: "Inconnu", mandate.VerifyInvalid: "Invalide"}
+
+// frBirthdate writes a YYYY-MM-DD date as 12/03/1948.
+func frBirthdate(s string) string {
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return s
+	}
+	return t.Format("02/01/2006")
 }
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }

@@ -20,6 +20,8 @@ import (
 
 	"aidants/audit"
 	"aidants/auth"
+	"aidants/keys"
+	"aidants/mandate"
 	"aidants/org"
 	"aidants/templates"
 )
@@ -41,13 +43,24 @@ type Options struct {
 	Registry     *prometheus.Registry
 }
 
+// Deps are the services the handlers call.
+type Deps struct {
+	Auth     *auth.Service
+	Log      *audit.Log
+	Dir      *org.Directory
+	Mandates *mandate.Service
+	Keys     *keys.Manager
+}
+
 // Server serves the service.
 type Server struct {
-	opts  Options
-	pages *templates.Set
-	auth  *auth.Service
-	log   *audit.Log
-	dir   *org.Directory
+	opts     Options
+	pages    *templates.Set
+	auth     *auth.Service
+	log      *audit.Log
+	dir      *org.Directory
+	mandates *mandate.Service
+	keys     *keys.Manager
 
 	browser *http.ServeMux
 	api     *http.ServeMux
@@ -59,7 +72,7 @@ type Server struct {
 
 // New builds the server and parses every template (a broken one stops the
 // service here).
-func New(opts Options, a *auth.Service, log *audit.Log, dir *org.Directory) (*Server, error) {
+func New(opts Options, d Deps) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -71,11 +84,11 @@ func New(opts Options, a *auth.Service, log *audit.Log, dir *org.Directory) (*Se
 		return nil, err
 	}
 	s := &Server{
-		opts: opts, pages: pages, auth: a, log: log, dir: dir,
+		opts: opts, pages: pages, auth: d.Auth, log: d.Log, dir: d.Dir, mandates: d.Mandates, keys: d.Keys,
 		browser: http.NewServeMux(), api: http.NewServeMux(), root: http.NewServeMux(),
 		logger: opts.Logger,
 	}
-	s.metrics = newMetrics(opts.Registry, log)
+	s.metrics = newMetrics(opts.Registry, d.Log)
 	s.csp = contentSecurityPolicy(opts.FormActions)
 	s.routes()
 	return s, nil
@@ -99,12 +112,37 @@ func (s *Server) routes() {
 	b.Handle("GET /deconnecte", s.page(s.loggedOut))
 	b.Handle("GET /tableau-de-bord", s.page(s.aidantOnly(s.dashboard)))
 	b.Handle("GET /journal-public", s.page(s.publicJournal))
+
+	// Mandates (SPEC §5): the aidant's side.
+	b.Handle("GET /mandats", s.page(s.aidantOnly(s.mandatesList)))
+	b.Handle("GET /mandats/nouveau", s.page(s.aidantOnly(s.newMandateForm)))
+	b.Handle("POST /mandats/nouveau", s.page(s.aidantOnly(s.newMandate)))
+	b.Handle("GET /brouillons/{id}", s.page(s.aidantOnly(s.draft)))
+	b.Handle("POST /brouillons/{id}/franceconnect", s.page(s.aidantOnly(s.draftFranceConnect)))
+	b.Handle("POST /brouillons/{id}/signer", s.page(s.aidantOnly(s.signDraft)))
+	b.Handle("GET /mandats/{id}", s.page(s.aidantOnly(s.mandatePage)))
+	b.Handle("GET /mandats/{id}/attestation", s.page(s.aidantOnly(s.attestation("attestation"))))
+	b.Handle("GET /mandats/{id}/attestation-revocation", s.page(s.aidantOnly(s.attestation("attestation-revocation"))))
+	b.Handle("GET /mandats/{id}/mandat.jwt", s.page(s.aidantOnly(s.mandateJWT)))
+	b.Handle("POST /mandats/{id}/revoquer", s.page(s.aidantOnly(s.revokeMandate)))
+	b.Handle("POST /mandats/{id}/renouveler", s.page(s.aidantOnly(s.renewMandate)))
+	// Anyone may check a signed mandate.
+	b.Handle("GET /mandats/verify", s.page(s.verifyMandate))
+	b.Handle("POST /mandats/verify", s.page(s.verifyMandate))
+	// FranceConnect's own callback, and the person's remote consent.
+	b.Handle("GET /franceconnect/retour", s.page(s.franceConnectCallback))
+	b.Handle("GET /consentement", s.page(s.consentStart))
+	b.Handle("POST /consentement/franceconnect", s.page(s.consentFranceConnect))
+	b.Handle("GET /consentement/recapitulatif", s.page(s.consentRecap))
+	b.Handle("POST /consentement/accepter", s.page(s.consentDecide(true)))
+	b.Handle("POST /consentement/refuser", s.page(s.consentDecide(false)))
 	b.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(s.opts.OverrideDir)))
 	b.Handle("/", s.page(func(w http.ResponseWriter, r *http.Request) error { return errNotFound }))
 
 	a := s.api
 	a.Handle("GET /healthz", s.apiHandler(s.healthz))
 	a.Handle("GET /metrics", s.apiHandler(s.serveMetrics))
+	a.Handle("GET /oidc/jwks", s.apiHandler(s.jwks))
 	a.Handle("GET /audit/checkpoint", s.apiHandler(s.auditCheckpoint))
 	a.Handle("GET /audit/key", s.apiHandler(s.auditKey))
 	a.Handle("GET /audit/proof/inclusion", s.apiHandler(s.auditInclusion))
@@ -112,7 +150,7 @@ func (s *Server) routes() {
 
 	browser := s.common(s.browserMiddleware(b))
 	api := s.common(s.apiMiddleware(a))
-	for _, p := range []string{"/healthz", "/metrics", "/audit/"} {
+	for _, p := range []string{"/healthz", "/metrics", "/audit/", "/oidc/jwks"} {
 		s.root.Handle(p, api)
 	}
 	s.root.Handle("/", browser)

@@ -113,12 +113,13 @@ func TestOperatorCommandsOnBothEngines(t *testing.T) {
 			if out := c.ok("aidant", "list"); !strings.Contains(out, "2031-06-30") || strings.Contains(out, "disabled") {
 				t.Fatalf("aidant enable/habilitate not applied:\n%s", out)
 			}
-			// Every change is in the journal, which verifies.
+			// Every change is in the journal, which verifies: the seven
+			// changes above and the signing keys made at first start.
 			out = c.ok("audit", "verify")
-			if !strings.Contains(out, "OK: 7 events") {
+			if !strings.Contains(out, "OK: 8 events") {
 				t.Fatalf("audit verify: %s", out)
 			}
-			if out := c.ok("audit", "checkpoint"); !strings.HasPrefix(out, "test.aidants.invalid/audit\n7\n") {
+			if out := c.ok("audit", "checkpoint"); !strings.HasPrefix(out, "test.aidants.invalid/audit\n8\n") {
 				t.Fatalf("audit checkpoint:\n%s", out)
 			}
 		})
@@ -164,11 +165,12 @@ func TestOperatorMistakesGiveOneClearLineAndChangeNothing(t *testing.T) {
 	if _, err := c.run("org", "add"); !errors.As(err, &ue) {
 		t.Errorf("a missing flag is not a usage error (exit 2): %v", err)
 	}
-	// Nothing changed: one organisation, one event.
+	// Nothing changed: one organisation, its event and the first start's
+	// signing keys.
 	if out := c.ok("org", "list"); strings.Count(out, "\n") != 2 {
 		t.Errorf("org list after mistakes:\n%s", out)
 	}
-	if out := c.ok("audit", "verify"); !strings.Contains(out, "OK: 1 events") {
+	if out := c.ok("audit", "verify"); !strings.Contains(out, "OK: 2 events") {
 		t.Errorf("audit verify: %s", out)
 	}
 }

@@ -15,6 +15,8 @@ import (
 
 	"aidants/audit"
 	"aidants/config"
+	"aidants/keys"
+	"aidants/mandate"
 	"aidants/org"
 	"aidants/store"
 )
@@ -153,13 +155,16 @@ func devConfig(dir, listen string) (config.Config, error) {
 	return cfg, nil
 }
 
-// instance is an open database with its audit log and directory.
+// instance is an open database with its audit log, directory, signing
+// keys and mandates.
 type instance struct {
-	cfg    config.Config
-	db     *store.DB
-	log    *audit.Log
-	dir    *org.Directory
-	logger *slog.Logger
+	cfg      config.Config
+	db       *store.DB
+	log      *audit.Log
+	dir      *org.Directory
+	keys     *keys.Manager
+	mandates *mandate.Service
+	logger   *slog.Logger
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
@@ -192,7 +197,20 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*instanc
 		db.Close()
 		return nil, fmt.Errorf("the audit signing key is named %q but audit.origin is %q", log.Origin(), cfg.Audit.Origin)
 	}
-	return &instance{cfg: cfg, db: db, log: log, dir: org.New(log), logger: logger}, nil
+	secret, err := base64.StdEncoding.DecodeString(cfg.Keys.EncryptionSecret)
+	if err != nil {
+		log.Close()
+		db.Close()
+		return nil, fmt.Errorf("keys.encryption_secret: %w", err)
+	}
+	km, err := keys.Open(ctx, log, secret)
+	if err != nil {
+		log.Close()
+		db.Close()
+		return nil, err
+	}
+	ms := mandate.New(mandate.Config{Issuer: cfg.Server.PublicURL, ConsentLinkTTL: cfg.Mandate.ConsentLinkTTL.D()}, log, km)
+	return &instance{cfg: cfg, db: db, log: log, dir: org.New(log), keys: km, mandates: ms, logger: logger}, nil
 }
 
 func (i *instance) Close() {

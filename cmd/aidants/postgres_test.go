@@ -110,7 +110,7 @@ level = "warn"
 	wg.Wait()
 
 	out := c.ok("audit", "verify")
-	want := 2 + 2*perServer // org.created, aidant.created, one event per sign-in or refusal
+	want := 3 + 2*perServer // keys.rotated (first start), org.created, aidant.created, one per sign-in or refusal
 	if !strings.Contains(out, fmt.Sprintf("OK: %d events", want)) {
 		t.Fatalf("audit verify: %s (want %d events)", out, want)
 	}

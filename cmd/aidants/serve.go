@@ -128,7 +128,7 @@ func wire(ctx context.Context, in *instance, env *envFlags, metricsToken string)
 		PublicURL: public, Dev: cfg.Dev, OverrideDir: cfg.Server.OverrideDir,
 		FormActions:  []string{cfg.AidantsProvider.Issuer, cfg.FranceConnect.Issuer},
 		MetricsToken: metricsToken, Logger: in.logger, Registry: reg,
-	}, authSvc, in.log, in.dir)
+	}, web.Deps{Auth: authSvc, Log: in.log, Dir: in.dir, Mandates: in.mandates, Keys: in.keys})
 	if err != nil {
 		return nil, err
 	}
