@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"aidants/store"
 )
 
 // ErrBadRange is returned for proof parameters that do not describe a tree
@@ -41,19 +43,21 @@ func (l *Log) Inclusion(ctx context.Context, index, size int64) (*InclusionProof
 	if index < 0 || index >= size {
 		return nil, &ErrBadRange{Msg: fmt.Sprintf("index must be between 0 and size-1 (%d)", size-1)}
 	}
-	r := dbReader{l.db}
+	// The leaf hash rides along with the proof's hashes: one query.
+	r := &withLeaf{db: l.db, leaf: tlog.StoredHashIndex(0, index)}
 	p, err := tlog.ProveRecord(size, index, r)
 	if err != nil {
 		return nil, fmt.Errorf("audit: prove record %d in %d: %w", index, size, err)
 	}
-	leaf, err := r.ReadHashes([]int64{tlog.StoredHashIndex(0, index)})
-	if err != nil {
-		return nil, fmt.Errorf("audit: leaf hash %d: %w", index, err)
+	if !r.got { // a proof with no hashes to read (a tree of one)
+		if _, err := r.ReadHashes(nil); err != nil {
+			return nil, fmt.Errorf("audit: leaf hash %d: %w", index, err)
+		}
 	}
 	if p == nil {
 		p = tlog.RecordProof{}
 	}
-	return &InclusionProof{Index: index, Size: size, LeafHash: leaf[0], Hashes: p}, nil
+	return &InclusionProof{Index: index, Size: size, LeafHash: r.leafHash, Hashes: p}, nil
 }
 
 // Consistency proves that the tree of size old is a prefix of the tree of
@@ -73,6 +77,25 @@ func (l *Log) Consistency(ctx context.Context, old, size int64) (*ConsistencyPro
 		p = tlog.TreeProof{}
 	}
 	return &ConsistencyProof{Old: old, Size: size, Hashes: p}, nil
+}
+
+// withLeaf reads stored hashes for a proof, and the leaf's hash in the
+// same query.
+type withLeaf struct {
+	db       *store.DB
+	leaf     int64
+	leafHash tlog.Hash
+	got      bool
+}
+
+func (r *withLeaf) ReadHashes(ids []int64) ([]tlog.Hash, error) {
+	all := append(ids[:len(ids):len(ids)], r.leaf)
+	hs, err := readHashes(r.db.R, r.db, all)
+	if err != nil {
+		return nil, err
+	}
+	r.leafHash, r.got = hs[len(hs)-1], true
+	return hs[:len(ids)], nil
 }
 
 func (l *Log) checkSize(ctx context.Context, size int64) error {

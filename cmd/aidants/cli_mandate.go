@@ -51,13 +51,9 @@ func cmdMandateVerify(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	fmt.Fprintf(stdout, "%s: %s\n", v.Status, v.Reason)
 	if c := v.Claims; c != nil {
-		labels := make([]string, len(c.Demarches))
-		for i, d := range c.Demarches {
-			labels[i] = d
-		}
 		fmt.Fprintf(stdout, "mandate %s, %s %s (born %s), organisation %s (SIRET %s), démarches %s, from %s to %s\n",
 			c.ID, c.Usager.GivenName, c.Usager.FamilyName, c.Usager.Birthdate, c.Org.Name, c.Org.SIRET,
-			strings.Join(labels, ","), time.Unix(c.IssuedAt, 0).UTC().Format(time.RFC3339), time.Unix(c.Expiry, 0).UTC().Format(time.RFC3339))
+			strings.Join(c.Demarches, ","), time.Unix(c.IssuedAt, 0).UTC().Format(time.RFC3339), time.Unix(c.Expiry, 0).UTC().Format(time.RFC3339))
 		if len(v.Revoked) > 0 {
 			fmt.Fprintf(stdout, "withdrawn démarches: %s\n", strings.Join(v.Revoked, ","))
 		}

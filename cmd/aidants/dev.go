@@ -60,7 +60,7 @@ var seedAidants = []seedAidant{
 // seedDev creates, once, the demo organisations and aidants of development
 // mode, and at every start binds them to the development provider's
 // identities (its issuer follows the listening port).
-func seedDev(ctx context.Context, in *instance, aidantsIssuer string) error {
+func seedDev(ctx context.Context, in *instance, aidantsIssuer, fcIssuer string) error {
 	var done string
 	err := in.db.R.GetContext(ctx, &done, `SELECT value FROM instance_meta WHERE key = 'dev_seed'`)
 	if err != nil && !errors.Is(store.NotFound(err, ""), store.ErrNotFound) {
@@ -70,6 +70,14 @@ func seedDev(ctx context.Context, in *instance, aidantsIssuer string) error {
 		if err := seedOnce(ctx, in); err != nil {
 			return fmt.Errorf("dev seed: %w", err)
 		}
+	}
+	err = in.log.Write(ctx, func(tx *audit.Tx) error {
+		_, err := tx.Exec(`INSERT INTO instance_meta (key, value) VALUES ('dev_public_url', ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, in.cfg.Server.PublicURL)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("dev seed: %w", err)
 	}
 	for _, s := range seedAidants {
 		a, err := in.dir.AidantByEmail(ctx, s.email)
@@ -83,6 +91,29 @@ func seedDev(ctx context.Context, in *instance, aidantsIssuer string) error {
 			if err := in.dir.BindIdentity(ctx, devSeedActor, a.ID, aidantsIssuer, s.sub); err != nil {
 				return fmt.Errorf("dev seed: bind %s: %w", s.email, err)
 			}
+		}
+	}
+	// The fictional persons, too, follow the development FranceConnect's
+	// issuer, so that a restart on another port finds them again.
+	for _, u := range devidp.UsagerIdentities() {
+		err := in.log.Write(ctx, func(tx *audit.Tx) error {
+			var id string
+			err := tx.Get(&id, `SELECT id FROM usagers WHERE subject = ? AND issuer <> ?
+				AND NOT EXISTS (SELECT 1 FROM usagers WHERE issuer = ? AND subject = ?)`, u.Sub, fcIssuer, fcIssuer, u.Sub)
+			if errors.Is(store.NotFound(err, ""), store.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(`UPDATE usagers SET issuer = ?, updated_at = ? WHERE id = ?`, fcIssuer, store.T(tx.Now()), id); err != nil {
+				return err
+			}
+			_, err = tx.Append(audit.Event{Type: audit.UsagerIdentified, Actor: devSeedActor, Usager: id, Detail: map[string]any{"identity": "bound"}})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("dev seed: bind usager: %w", err)
 		}
 	}
 	return nil

@@ -225,6 +225,25 @@ func openFromFlags(ctx context.Context, e *envFlags, stderr io.Writer) (*instanc
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Dev {
+		// The development server's address follows its --listen: use
+		// the one it recorded, so that issuers agree.
+		if u := devPublicURL(ctx, cfg); u != "" {
+			cfg.Server.PublicURL = u
+		}
+	}
 	cfg.Log.Level = "warn"
 	return open(ctx, cfg, newLogger(cfg, stderr))
+}
+
+// devPublicURL reads the public URL the development server last ran at.
+func devPublicURL(ctx context.Context, cfg config.Config) string {
+	db, err := store.Open(ctx, "sqlite", cfg.Database.DSN, store.Options{MaxOpenConns: 1, NoCheckpointer: true})
+	if err != nil {
+		return ""
+	}
+	defer db.Close()
+	var u string
+	db.R.GetContext(ctx, &u, `SELECT value FROM instance_meta WHERE key = 'dev_public_url'`)
+	return u
 }

@@ -68,6 +68,7 @@ func commands() map[string]command {
 		"audit verify":      {"verify the whole audit log: [--checkpoint FILE]", cmdAuditVerify},
 		"audit checkpoint":  {"print the latest signed checkpoint", cmdAuditCheckpoint},
 		"audit keygen":      {"generate a checkpoint signing key: --origin ORIGIN", cmdAuditKeygen},
+		"mandate verify":    {"verify a signed mandate: FILE (a .jwt file, or - for stdin)", cmdMandateVerify},
 	}
 }
 

@@ -143,7 +143,7 @@ func wire(ctx context.Context, in *instance, env *envFlags, metricsToken string)
 		}
 		srv.Mount("/dev/aidants/", aidants)
 		srv.Mount("/dev/franceconnect/", fc)
-		if err := seedDev(ctx, in, aidants.Issuer()); err != nil {
+		if err := seedDev(ctx, in, aidants.Issuer(), fc.Issuer()); err != nil {
 			return nil, err
 		}
 	}

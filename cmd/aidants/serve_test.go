@@ -130,3 +130,28 @@ func TestRefusedAccountsAllGetTheSamePage(t *testing.T) {
 		t.Fatalf("refusals differ:\n%d %s\n%d %s", st1, main(disabled), st2, main(expired))
 	}
 }
+
+func TestDevIdentitiesSurviveARestartOnAnotherPort(t *testing.T) {
+	dir := t.TempDir()
+	first := startDev(t, dir)
+	c := browser(t)
+	signInAidant(t, c, first, devidp.SubCamille)
+	createOnSite(t, c, first, devidp.SubJosephine, onSiteForm("argent"))
+	// A second server on the same data (as after a restart with another
+	// --listen): the same aidant and the same person are found.
+	second := startDev(t, dir)
+	c2 := browser(t)
+	if _, _, body := signInAidant(t, c2, second, devidp.SubCamille); !strings.Contains(body, "Bonjour Camille") || !strings.Contains(body, "Lefèvre") {
+		t.Fatalf("after the restart:\n%s", body)
+	}
+	// The person identifies again through the new issuer: still one person,
+	// whose new mandate supersedes the first.
+	createOnSite(t, c2, second, devidp.SubJosephine, onSiteForm("argent"))
+	db := openDB(t, second)
+	if n := count(t, db, `SELECT COUNT(*) FROM usagers`); n != 1 {
+		t.Fatalf("%d usagers, want the same one", n)
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM audit_events WHERE type = 'mandate.superseded'`); n != 1 {
+		t.Fatalf("%d supersessions, want 1", n)
+	}
+}

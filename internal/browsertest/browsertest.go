@@ -116,4 +116,3 @@ func WaitURL(ctx context.Context, part string) (string, error) {
 		}
 	}
 }
-

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"aidants/devidp"
+	"aidants/internal/browsertest"
+)
+
+// browserSignIn signs the aidant sub in, in the tab of ctx.
+func browserSignIn(t *testing.T, ctx context.Context, s *testServer, sub string) {
+	t.Helper()
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(s.URL+"/"),
+		chromedp.Click(chromedp.CSS(`a[href="/connexion/aidant"]`), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(`button[value="`+sub+`"]`), chromedp.NodeVisible),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := browsertest.WaitURL(ctx, "/tableau-de-bord"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pickAt picks an identity at a development provider's page.
+func pickAt(ctx context.Context, sub string) chromedp.Action[chromedp.Void] {
+	return chromedp.Click(chromedp.CSS(`button[value="`+sub+`"]`), chromedp.NodeVisible)
+}
+
+func textOf(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	text, err := browsertest.Text(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text
+}
+
+// pdfPages counts the pages of a PDF Chromium printed.
+func pdfPages(pdf []byte) int {
+	return len(regexp.MustCompile(`/Type\s*/Page[^s]`).FindAll(pdf, -1))
+}
+
+// TestBrowserOnSiteMandateAttestationAndRevocation: the aidant creates a
+// mandate with the person at her side, the person identifies with
+// FranceConnect on the same screen, both confirm, the attestation prints
+// on one A4 page, and the aidant revokes the mandate.
+func TestBrowserOnSiteMandateAttestationAndRevocation(t *testing.T) {
+	s := startDev(t, "")
+	ctx := browsertest.New(t, 120*time.Second)
+	browserSignIn(t, ctx, s, devidp.SubCamille)
+	err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`a[href="/mandats/nouveau"]`), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(`input[name="demarches"][value="argent"]`), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(`input[name="demarches"][value="logement"]`), chromedp.NodeVisible),
+		chromedp.Click(chromedp.ID("duree-6m"), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(`form[action="/mandats/nouveau"] button[type="submit"]`), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(`form[action$="/franceconnect"] button`), chromedp.NodeVisible),
+		pickAt(ctx, devidp.SubJosephine),
+		chromedp.WaitVisible(chromedp.ID("accord")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recap := textOf(t, ctx)
+	for _, want := range []string{"Joséphine Marie Lefèvre", "12/03/1948", "Argent - Impôts - Consommation", "Logement", "6 mois", demoName} {
+		if !strings.Contains(recap, want) {
+			t.Errorf("recap lacks %q:\n%s", want, recap)
+		}
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.ID("accord")),
+		chromedp.Click(chromedp.ID("confirmation")),
+		chromedp.Click(chromedp.CSS(`form[action$="/signer"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`article.attestation`)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	if !strings.HasSuffix(loc, "/attestation") {
+		t.Fatalf("after signing: %s", loc)
+	}
+	pdf, err := chromedp.Run(ctx, chromedp.PrintToPDF(chromedp.PDFPaper(chromedp.PaperA4), chromedp.PDFPreferCSSPageSize()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(pdf, []byte("%PDF")) || pdfPages(pdf) != 1 {
+		t.Fatalf("the attestation prints on %d pages, want 1", pdfPages(pdf))
+	}
+	// Revocation from the mandate page.
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(strings.TrimSuffix(loc, "/attestation")),
+		chromedp.SendKeys(chromedp.ID("motif"), "La personne a retiré son accord", chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(`button.danger`)),
+		chromedp.WaitVisible(chromedp.CSS(`article.attestation`)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := textOf(t, ctx)
+	if !strings.Contains(text, "Attestation de révocation") || !strings.Contains(text, "La personne a retiré son accord") {
+		t.Fatalf("revocation attestation:\n%s", text)
+	}
+	pdf, err = chromedp.Run(ctx, chromedp.PrintToPDF(chromedp.PDFPaper(chromedp.PaperA4), chromedp.PDFPreferCSSPageSize()))
+	if err != nil || pdfPages(pdf) != 1 {
+		t.Fatalf("the revocation attestation prints on %d pages (%v)", pdfPages(pdf), err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.URL+"/mandats?etat=revoques")); err != nil {
+		t.Fatal(err)
+	}
+	if text := textOf(t, ctx); !strings.Contains(text, "Lefèvre") || !strings.Contains(text, "Révoqué") {
+		t.Fatalf("revoked list:\n%s", text)
+	}
+}
+
+// TestBrowserRemoteConsentAcceptedAndRefused: the aidant makes two consent
+// links; one person accepts in a browser of her own, another refuses in
+// a third; the aidant's list shows both outcomes.
+func TestBrowserRemoteConsentAcceptedAndRefused(t *testing.T) {
+	s := startDev(t, "")
+	ctx := browsertest.New(t, 120*time.Second)
+	browserSignIn(t, ctx, s, devidp.SubCamille)
+	link := func() string {
+		t.Helper()
+		err := chromedp.Do(ctx,
+			chromedp.Navigate(s.URL+"/mandats/nouveau"),
+			chromedp.Click(chromedp.CSS(`input[name="demarches"][value="social"]`), chromedp.NodeVisible),
+			chromedp.Click(chromedp.ID("duree-1m")),
+			chromedp.Click(chromedp.ID("methode-distance")),
+			chromedp.Click(chromedp.CSS(`form[action="/mandats/nouveau"] button[type="submit"]`)),
+			chromedp.WaitVisible(chromedp.ID("lien")),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := chromedp.Run(ctx, chromedp.Value(chromedp.ID("lien")))
+		if err != nil || !strings.Contains(u, "/consentement?jeton=") {
+			t.Fatalf("link %q: %v", u, err)
+		}
+		return u
+	}
+	accept, refuse := link(), link()
+
+	person := browsertest.Incognito(t, ctx)
+	err := chromedp.Do(person,
+		chromedp.Navigate(accept),
+		chromedp.Click(chromedp.CSS(`form[action="/consentement/franceconnect"] button`), chromedp.NodeVisible),
+		pickAt(person, devidp.SubAhmed),
+		chromedp.WaitVisible(chromedp.CSS(`form[action="/consentement/accepter"] button`)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := textOf(t, person); !strings.Contains(text, "Ahmed Benali") || !strings.Contains(text, "Social - Santé") {
+		t.Fatalf("the person's recap:\n%s", text)
+	}
+	err = chromedp.Do(person,
+		chromedp.Click(chromedp.CSS(`form[action="/consentement/accepter"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`.success`)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := browsertest.Incognito(t, ctx)
+	err = chromedp.Do(other,
+		chromedp.Navigate(refuse),
+		chromedp.Click(chromedp.CSS(`form[action="/consentement/refuser"] button`), chromedp.NodeVisible),
+		chromedp.WaitVisible(chromedp.CSS(`.notice`)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := textOf(t, other); !strings.Contains(text, "Votre refus est enregistré") {
+		t.Fatalf("refusal page:\n%s", text)
+	}
+	// The first link, opened again by the person, serves no more.
+	if err := chromedp.Do(person, chromedp.Navigate(accept)); err != nil {
+		t.Fatal(err)
+	}
+	if text := textOf(t, person); !strings.Contains(text, "Ce lien a déjà servi") {
+		t.Fatalf("reused link:\n%s", text)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.URL+"/mandats")); err != nil {
+		t.Fatal(err)
+	}
+	list := textOf(t, ctx)
+	for _, want := range []string{"Ahmed Benali", "accepté", "refusé", "Actif"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("the aidant's list lacks %q:\n%s", want, list)
+		}
+	}
+}
