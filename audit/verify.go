@@ -252,6 +252,12 @@ func streamRows(ctx context.Context, db *store.DB, q string, leaves bool) (<-cha
 			return
 		}
 		defer conn.Close()
+		if db.Dialect == store.SQLite {
+			// A full scan reads every page once: map the file rather than
+			// pay a read call per page. (Only this connection, only now.)
+			conn.ExecContext(ctx, `PRAGMA mmap_size = 2147418112`)
+			defer conn.ExecContext(context.Background(), `PRAGMA mmap_size = 0`)
+		}
 		err = conn.Raw(func(dc any) error {
 			qc, ok := dc.(driver.QueryerContext)
 			if !ok {
