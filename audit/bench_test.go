@@ -43,13 +43,16 @@ func BenchmarkWrite256(b *testing.B) {
 				if i > int64(b.N) {
 					return
 				}
+				// The caller prepares the unit's data, as a handler would.
+				id, aid := store.NewID("bi"), fmt.Sprintf("aid_%026d", i%5000)
+				ev := audit.Event{Type: audit.MandateUsed, Actor: audit.Actor{Kind: audit.ActorAidant, ID: aid},
+					Aidant: aid, Organisation: fmt.Sprintf("org_%026d", i%800), Usager: fmt.Sprintf("usa_%026d", i%200000),
+					Mandate: fmt.Sprintf("man_%026d", i%300000), Service: "svc_impots", Demarches: []string{"argent"}}
 				err := l.Write(context.Background(), func(tx *audit.Tx) error {
-					if _, err := tx.Exec(`INSERT INTO bench_items (id, org, at) VALUES (?, ?, ?)`, store.NewID("bi"), "org_1", i); err != nil {
+					if _, err := tx.Exec(`INSERT INTO bench_items (id, org, at) VALUES (?, ?, ?)`, id, ev.Organisation, i); err != nil {
 						return err
 					}
-					_, err := tx.Append(audit.Event{Type: audit.MandateUsed, Actor: audit.Actor{Kind: audit.ActorAidant, ID: fmt.Sprintf("aid_%026d", i%5000)},
-						Aidant: fmt.Sprintf("aid_%026d", i%5000), Organisation: fmt.Sprintf("org_%026d", i%800), Usager: fmt.Sprintf("usa_%026d", i%200000),
-						Mandate: fmt.Sprintf("man_%026d", i%300000), Service: "svc_impots", Demarches: []string{"argent"}})
+					_, err := tx.Append(ev)
 					return err
 				})
 				if err != nil {

@@ -56,7 +56,7 @@ func crashChild() {
 						return err
 					}
 					var err error
-					idx, err = tx.Append(audit.Event{Type: audit.AidantLogin, Actor: audit.Actor{Kind: audit.ActorAidant, ID: actor}})
+					idx, err = tx.Append(audit.Event{Type: audit.AidantLogin, Actor: audit.Actor{Kind: audit.ActorAidant, ID: actor}, Aidant: actor})
 					return err
 				})
 				if err != nil {
@@ -122,10 +122,10 @@ func TestCrashLosesNoAcknowledgedEvent(t *testing.T) {
 	defer db.Close()
 	type row struct {
 		Idx   int64  `db:"idx"`
-		Actor string `db:"actor_id"`
+		Actor string `db:"aidant_id"`
 	}
 	var rows []row
-	if err := db.R.Select(&rows, `SELECT idx, actor_id FROM audit_events`); err != nil {
+	if err := db.R.Select(&rows, `SELECT idx, aidant_id FROM audit_events`); err != nil {
 		t.Fatal(err)
 	}
 	have := map[int64]string{}

@@ -507,12 +507,12 @@ func multiRow(cache *sync.Map, db *store.DB, head, row string, n int) string {
 var eventInserts, hashInserts sync.Map
 
 func insertEvents(tx *sqlx.Tx, db *store.DB, evs []pending) error {
-	const cols = 12
+	const cols = 10
 	args := make([]any, 0, cols*min(len(evs), rowsPerInsert))
 	for start := 0; start < len(evs); start += rowsPerInsert {
 		chunk := evs[start:min(start+rowsPerInsert, len(evs))]
-		q := multiRow(&eventInserts, db, `INSERT INTO audit_events (idx, body, type, time, actor_kind, actor_id, organisation_id, aidant_id, usager_id, mandate_id, service_id, demarches) VALUES `,
-			`(?,?,?,?,?,?,?,?,?,?,?,?)`, len(chunk))
+		q := multiRow(&eventInserts, db, `INSERT INTO audit_events (idx, body, type, time, organisation_id, aidant_id, usager_id, mandate_id, service_id, demarches) VALUES `,
+			`(?,?,?,?,?,?,?,?,?,?)`, len(chunk))
 		args = args[:0]
 		for _, p := range chunk {
 			e := p.ev
@@ -520,7 +520,7 @@ func insertEvents(tx *sqlx.Tx, db *store.DB, evs []pending) error {
 			if len(e.Demarches) > 0 {
 				dem = "," + strings.Join(e.Demarches, ",") + ","
 			}
-			args = append(args, p.idx, p.body, e.Type, e.Time.UnixMilli(), e.Actor.Kind, e.Actor.ID,
+			args = append(args, p.idx, p.body, e.Type, e.Time.UnixMilli(),
 				nullable(e.Organisation), nullable(e.Aidant), nullable(e.Usager), nullable(e.Mandate), nullable(e.Service), dem)
 		}
 		if _, err := tx.Exec(q, args...); err != nil {

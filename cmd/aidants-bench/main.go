@@ -28,6 +28,7 @@ type options struct {
 	seconds  time.Duration
 	writers  []int
 	postgres bool
+	rounds   int
 }
 
 func main() {
@@ -37,7 +38,8 @@ func main() {
 	flag.StringVar(&o.cache, "cache", ".cache/bench", "directory for the large fixtures (kept between runs)")
 	flag.StringVar(&sizes, "sizes", "1000000,10000000", "log sizes for proofs, verify and start-up (\"\" for none)")
 	flag.StringVar(&writers, "writers", "1,16,64,256", "concurrent writers")
-	flag.DurationVar(&o.seconds, "duration", 4*time.Second, "how long each write measurement runs")
+	flag.DurationVar(&o.seconds, "duration", 3*time.Second, "how long each write measurement runs")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each write measurement, interleaved; medians are reported")
 	flag.BoolVar(&o.postgres, "postgres", true, "also measure writes on PostgreSQL (needs initdb)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run")
 	flag.Parse()

@@ -76,13 +76,15 @@ func benchEvent(i int64) audit.Event {
 }
 
 // oneWrite is the unit every writer submits: one state change, one event.
+// Its data is prepared by the caller, as a request handler would.
 func oneWrite(id string, i int64) func(*audit.Tx) error {
+	ev := benchEvent(i)
 	return func(tx *audit.Tx) error {
 		if _, err := tx.Exec(`INSERT INTO bench_items (id, organisation_id, created_at) VALUES (?, ?, ?)`,
-			id, fmt.Sprintf("org_%026d", i%800), tx.Now().UnixMilli()); err != nil {
+			id, ev.Organisation, tx.Now().UnixMilli()); err != nil {
 			return err
 		}
-		_, err := tx.Append(benchEvent(i))
+		_, err := tx.Append(ev)
 		return err
 	}
 }
@@ -225,6 +227,64 @@ type writeRow struct {
 	own            writeResult // each writer its own transaction and connection
 }
 
+// median returns the result with the median rate.
+func median(rs []writeResult) writeResult {
+	sort.Slice(rs, func(i, j int) bool { return rs[i].rate() < rs[j].rate() })
+	return rs[len(rs)/2]
+}
+
+// engine measures one database engine: fresh databases from newDB, the
+// three configurations interleaved for o.rounds rounds (the disk of a
+// virtual machine drifts over minutes), medians kept.
+func measureEngine(ctx context.Context, o options, name string, newDB func() (driver, dsn string, err error), r *report) error {
+	for _, w := range o.writers {
+		row := writeRow{engine: name, writers: w}
+		var batched, naive, own []writeResult
+		for range o.rounds {
+			for _, m := range []struct {
+				res      *[]writeResult
+				maxBatch int
+			}{{&batched, 1024}, {&naive, 1}} {
+				driver, dsn, err := newDB()
+				if err != nil {
+					return err
+				}
+				db, err := openBench(ctx, driver, dsn, "FULL")
+				if err != nil {
+					return err
+				}
+				res, err := measureWrites(ctx, db, w, m.maxBatch, o.seconds)
+				db.Close()
+				if err != nil {
+					return fmt.Errorf("%s writes: %w", name, err)
+				}
+				*m.res = append(*m.res, res)
+			}
+			driver, dsn, err := newDB()
+			if err != nil {
+				return err
+			}
+			if db, err := openBench(ctx, driver, dsn, "FULL"); err != nil {
+				return err
+			} else {
+				db.Close()
+			}
+			res, err := measureOwnTransactions(ctx, func() (*store.DB, error) {
+				return store.Open(ctx, driver, dsn, store.Options{MaxOpenConns: 1, NoCheckpointer: true})
+			}, w, o.seconds)
+			if err != nil {
+				return fmt.Errorf("%s own transactions: %w", name, err)
+			}
+			own = append(own, res)
+		}
+		row.batched, row.naive, row.own = median(batched), median(naive), median(own)
+		logf("%s %3d writers: batched %8.0f/s (p99 %v), batches of one %7.0f/s, naive %7.0f/s (medians of %d)",
+			name, w, row.batched.rate(), row.batched.p99, row.naive.rate(), row.own.rate(), o.rounds)
+		r.writes = append(r.writes, row)
+	}
+	return nil
+}
+
 func benchWrites(ctx context.Context, o options, r *report) error {
 	dir, err := os.MkdirTemp(o.cache, "writes-")
 	if err != nil {
@@ -232,50 +292,28 @@ func benchWrites(ctx context.Context, o options, r *report) error {
 	}
 	defer os.RemoveAll(dir)
 	n := 0
-	sqlite := func(sync string) (*store.DB, error) {
+	sqlitePath := func() (string, string, error) {
 		n++
-		return openBench(ctx, "sqlite", filepath.Join(dir, fmt.Sprintf("w%d.db", n)), sync)
+		return "sqlite", filepath.Join(dir, fmt.Sprintf("w%d.db", n)), nil
 	}
-	for _, w := range o.writers {
-		row := writeRow{engine: "SQLite (WAL, synchronous=FULL)", writers: w}
-		for _, m := range []struct {
-			res      *writeResult
-			maxBatch int
-		}{{&row.batched, 1024}, {&row.naive, 1}} {
-			db, err := sqlite("FULL")
-			if err != nil {
-				return err
-			}
-			*m.res, err = measureWrites(ctx, db, w, m.maxBatch, o.seconds)
-			db.Close()
-			if err != nil {
-				return fmt.Errorf("sqlite writes: %w", err)
-			}
-		}
-		path := filepath.Join(dir, fmt.Sprintf("own%d.db", w))
-		if db, err := openBench(ctx, "sqlite", path, "FULL"); err != nil {
-			return err
-		} else {
-			db.Close()
-		}
-		row.own, err = measureOwnTransactions(ctx, func() (*store.DB, error) {
-			return store.Open(ctx, "sqlite", path, store.Options{MaxOpenConns: 1, NoCheckpointer: true})
-		}, w, o.seconds)
-		if err != nil {
-			return fmt.Errorf("sqlite own transactions: %w", err)
-		}
-		logf("sqlite %3d writers: batched %8.0f/s (p99 %v), batches of one %7.0f/s, own transactions %7.0f/s", w, row.batched.rate(), row.batched.p99, row.naive.rate(), row.own.rate())
-		r.writes = append(r.writes, row)
-	}
-	db, err := sqlite("NORMAL")
-	if err != nil {
+	if err := measureEngine(ctx, o, "SQLite (WAL, synchronous=FULL)", sqlitePath, r); err != nil {
 		return err
 	}
-	r.ceiling, err = measureCeiling(ctx, db, o.seconds)
-	db.Close()
-	if err != nil {
-		return fmt.Errorf("ceiling: %w", err)
+	var ceilings []writeResult
+	for range o.rounds {
+		_, path, _ := sqlitePath()
+		db, err := openBench(ctx, "sqlite", path, "NORMAL")
+		if err != nil {
+			return err
+		}
+		res, err := measureCeiling(ctx, db, o.seconds)
+		db.Close()
+		if err != nil {
+			return fmt.Errorf("ceiling: %w", err)
+		}
+		ceilings = append(ceilings, res)
 	}
+	r.ceiling = median(ceilings)
 	logf("sqlite ceiling (bulk, synchronous=NORMAL): %.0f/s", r.ceiling.rate())
 	r.rssAfterWrites = peakRSS()
 
@@ -291,45 +329,10 @@ func benchWrites(ctx context.Context, o options, r *report) error {
 		return err
 	}
 	defer c.Stop()
-	for _, w := range o.writers {
-		row := writeRow{engine: "PostgreSQL 15 (fsync on, synchronous_commit on)", writers: w}
-		for _, m := range []struct {
-			res      *writeResult
-			maxBatch int
-		}{{&row.batched, 1024}, {&row.naive, 1}} {
-			n++
-			dsn, err := c.CreateDatabase(fmt.Sprintf("bench%d", n))
-			if err != nil {
-				return err
-			}
-			db, err := openBench(ctx, "postgres", dsn, "")
-			if err != nil {
-				return err
-			}
-			*m.res, err = measureWrites(ctx, db, w, m.maxBatch, o.seconds)
-			db.Close()
-			if err != nil {
-				return fmt.Errorf("postgres writes: %w", err)
-			}
-		}
+	pgDB := func() (string, string, error) {
 		n++
 		dsn, err := c.CreateDatabase(fmt.Sprintf("bench%d", n))
-		if err != nil {
-			return err
-		}
-		if db, err := openBench(ctx, "postgres", dsn, ""); err != nil {
-			return err
-		} else {
-			db.Close()
-		}
-		row.own, err = measureOwnTransactions(ctx, func() (*store.DB, error) {
-			return store.Open(ctx, "postgres", dsn, store.Options{MaxOpenConns: 1})
-		}, w, o.seconds)
-		if err != nil {
-			return fmt.Errorf("postgres own transactions: %w", err)
-		}
-		logf("postgres %3d writers: batched %8.0f/s (p99 %v), batches of one %7.0f/s, own transactions %7.0f/s", w, row.batched.rate(), row.batched.p99, row.naive.rate(), row.own.rate())
-		r.writes = append(r.writes, row)
+		return "postgres", dsn, err
 	}
-	return nil
+	return measureEngine(ctx, o, "PostgreSQL 15 (fsync on, synchronous_commit on)", pgDB, r)
 }

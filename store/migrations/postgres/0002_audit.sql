@@ -10,8 +10,6 @@ CREATE TABLE audit_events (
     body             BYTEA NOT NULL,
     type             TEXT NOT NULL,
     time             BIGINT NOT NULL,
-    actor_kind       TEXT NOT NULL,
-    actor_id         TEXT NOT NULL,
     organisation_id  TEXT,
     aidant_id        TEXT,
     usager_id        TEXT,

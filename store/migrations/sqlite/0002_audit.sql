@@ -9,8 +9,6 @@ CREATE TABLE audit_events (
     body             BLOB NOT NULL,            -- canonical JSON, hashed as is
     type             TEXT NOT NULL,
     time             BIGINT NOT NULL,
-    actor_kind       TEXT NOT NULL,
-    actor_id         TEXT NOT NULL,
     organisation_id  TEXT,
     aidant_id        TEXT,
     usager_id        TEXT,
