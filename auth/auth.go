@@ -48,13 +48,15 @@ type Config struct {
 	StepUpMaxAge    time.Duration
 	UsagerIdle      time.Duration
 	UsagerAbsolute  time.Duration
-	// PostLogoutURL is where providers send the browser after logout.
-	PostLogoutURL string
-	AidantsRP     ProviderConfig
-	FranceConnect ProviderConfig
-	HTTPClient    *http.Client
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// PostLogoutURL is where providers send the browser after logout;
+	// UsagerPostLogoutURL after the person leaves their space.
+	PostLogoutURL       string
+	UsagerPostLogoutURL string
+	AidantsRP           ProviderConfig
+	FranceConnect       ProviderConfig
+	HTTPClient          *http.Client
+	Logger              *slog.Logger
+	Now                 func() time.Time
 }
 
 // Service signs people in and keeps their sessions.

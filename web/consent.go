@@ -49,6 +49,8 @@ func (s *Server) franceConnectCallback(w http.ResponseWriter, r *http.Request) e
 		}
 		http.Redirect(w, r, "/consentement/recapitulatif", http.StatusSeeOther)
 		return nil
+	case auth.PurposeUsagerLogin:
+		return s.usagerCallback(w, r, a)
 	}
 	return badRequest("Cette connexion FranceConnect ne correspond à aucune démarche en cours.")
 }

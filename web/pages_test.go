@@ -21,6 +21,8 @@ func samples() map[string]any {
 		OrganisationName: "France Services de Nantes", SIRET: "98765432100015", IsAidant: true}
 	base := Page{Dev: true, Aidant: camille, RequestID: "abc123", Flash: "Enregistré."}
 	now := time.Date(2026, 3, 12, 13, 5, 0, 0, time.UTC)
+	spaceBase := base
+	spaceBase.Space = &auth.Usager{UsagerID: "usa_1", GivenName: "Camille", Family: "Lefèvre"}
 	draft := mandate.Draft{ID: "drf_1", Demarches: store.List{"logement"}, Duration: "1m", Method: mandate.OnSite,
 		CreatedAt: store.T(now), ExpiresAt: store.T(now)}
 	usager := mandate.Usager{ID: "usa_1", GivenName: "Joséphine", FamilyName: "Lefèvre", Birthdate: "1948-03-12"}
@@ -44,6 +46,10 @@ func samples() map[string]any {
 		"verification":           &verifyPage{Page: base, Checked: true, Result: &mandate.Verification{Status: mandate.VerifyValid, Reason: "Valide.", Claims: &mandate.Claims{ID: "man_1"}}, Labels: []string{"Logement"}, Issued: now, Expires: now},
 		"consentement":           &consentPage{Page: base, Draft: &draft, State: mandate.DraftPending, OrgName: "France Services", AidantName: "Camille", Labels: []string{"Logement"}, Duration: "1 mois", Until: now, Link: "abc"},
 		"consentement-recap":     &consentPage{Page: base, Draft: &draft, State: mandate.DraftIdentified, OrgName: "France Services", AidantName: "Camille", Labels: []string{"Logement"}, Duration: "1 mois", Until: now, Usager: &usager, Link: "abc"},
+		"mon-espace-connexion":   &spaceLoginPage{Page: base, Ended: true},
+		"mon-espace":             &spacePage{Page: spaceBase, Person: &usager, Mandates: []mandate.View{view}, History: []historyLine{{Index: 3, When: now, Text: "Vous avez donné votre accord."}}, Older: 2, Newer: true, Now: now, Notice: "Fait."},
+		"mon-espace-revocation":  &spaceRevokePage{Page: spaceBase, M: &view, Demarche: "logement", Label: "Logement"},
+		"mon-espace-deconnecte":  &spaceLoggedOutPage{Page: base},
 		"consentement-fin":       &consentPage{Page: base, Draft: &draft, OrgName: "France Services", Labels: []string{"Logement"}, Done: "accepted", MandateID: "man_1"},
 		"deconnecte":             &loggedOutPage{Page: base},
 		"journal-public":         &journalPage{Page: base, Checkpoint: "o\n1\nAA==\n", Size: 1, Key: "o+1+AA", Origin: "o"},

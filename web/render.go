@@ -21,12 +21,13 @@ import (
 type Page struct {
 	Dev       bool
 	Aidant    *auth.Principal
+	Space     *auth.Usager // the person signed in to their own space
 	Flash     string
 	RequestID string
 }
 
 func (s *Server) base(r *http.Request) Page {
-	return Page{Dev: s.opts.Dev, Aidant: auth.PrincipalFrom(r.Context()), RequestID: requestID(r.Context())}
+	return Page{Dev: s.opts.Dev, Aidant: auth.PrincipalFrom(r.Context()), Space: auth.UsagerFrom(r.Context()), RequestID: requestID(r.Context())}
 }
 
 // render executes a page into a buffer first, so a template failure gives

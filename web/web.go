@@ -50,6 +50,9 @@ type Deps struct {
 	Dir      *org.Directory
 	Mandates *mandate.Service
 	Keys     *keys.Manager
+	// ServiceName names a public service for people (nil: "un service en
+	// ligne").
+	ServiceName func(ctx context.Context, id string) string
 }
 
 // Server serves the service.
@@ -61,6 +64,7 @@ type Server struct {
 	dir      *org.Directory
 	mandates *mandate.Service
 	keys     *keys.Manager
+	services func(ctx context.Context, id string) string
 
 	browser *http.ServeMux
 	api     *http.ServeMux
@@ -84,7 +88,7 @@ func New(opts Options, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts: opts, pages: pages, auth: d.Auth, log: d.Log, dir: d.Dir, mandates: d.Mandates, keys: d.Keys,
+		opts: opts, pages: pages, auth: d.Auth, log: d.Log, dir: d.Dir, mandates: d.Mandates, keys: d.Keys, services: d.ServiceName,
 		browser: http.NewServeMux(), api: http.NewServeMux(), root: http.NewServeMux(),
 		logger: opts.Logger,
 	}
@@ -136,6 +140,16 @@ func (s *Server) routes() {
 	b.Handle("GET /consentement/recapitulatif", s.page(s.consentRecap))
 	b.Handle("POST /consentement/accepter", s.page(s.consentDecide(true)))
 	b.Handle("POST /consentement/refuser", s.page(s.consentDecide(false)))
+	// The person's own space (SPEC §5.6).
+	b.Handle("GET /mon-espace", s.page(s.usagerOnly(s.space)))
+	b.Handle("POST /mon-espace/connexion", s.page(s.usagerLogin))
+	b.Handle("POST /mon-espace/deconnexion", s.page(s.usagerLogout))
+	b.Handle("GET /mon-espace/deconnecte", s.page(s.usagerLoggedOut))
+	b.Handle("GET /mon-espace/mandats/{id}/revoquer", s.page(s.usagerOnly(s.usagerRevokeConfirm)))
+	b.Handle("POST /mon-espace/mandats/{id}/revoquer", s.page(s.usagerOnly(s.usagerRevoke)))
+	b.Handle("GET /mon-espace/recus/{index}", s.page(s.usagerOnly(s.usagerReceipt)))
+	b.Handle("GET /mon-espace/donnees.json", s.page(s.usagerOnly(s.exportJSON)))
+	b.Handle("GET /mon-espace/actions.csv", s.page(s.usagerOnly(s.exportCSV)))
 	b.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(s.opts.OverrideDir)))
 	b.Handle("/", s.page(func(w http.ResponseWriter, r *http.Request) error { return errNotFound }))
 

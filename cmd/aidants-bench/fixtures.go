@@ -16,11 +16,11 @@ import (
 )
 
 // HotUsager is the person of the fixtures with many events: one event in a
-// thousand is theirs (10,000 in a log of 10 million).
+// hundred is theirs (10,000 in a log of a million, 100,000 in ten million).
 const HotUsager = "usa_hot000000000000000000000"
 
 // fixtureVersion changes when the fixtures' content or schema changes.
-const fixtureVersion = 2
+const fixtureVersion = 3
 
 // fixture returns the path of a SQLite log of n events, generating it
 // through the real writer (synchronous=OFF, 10,000 events per unit) when
@@ -57,7 +57,7 @@ func fixture(ctx context.Context, cache string, n int64) (string, error) {
 		err := l.Write(ctx, func(tx *audit.Tx) error {
 			for i := base; i < end; i++ {
 				ev := benchEvent(i)
-				if i%1000 == 7 {
+				if i%100 == 7 {
 					ev.Usager = HotUsager
 				}
 				if _, err := tx.Append(ev); err != nil {
@@ -108,6 +108,7 @@ type logResult struct {
 	conP50, conP99         time.Duration
 	verify                 time.Duration
 	historyP50, historyP99 time.Duration
+	pageP50, pageP99       time.Duration
 	historyEvents          int
 	fileBytes              int64
 	rssAfter               int64
@@ -181,6 +182,34 @@ func benchLog(ctx context.Context, path string, n int64, r *report) error {
 	}
 	res.verify = time.Since(t1)
 	logf("%d events: verify %v (%.0f events/s)", vr.Size, res.verify, float64(vr.Size)/res.verify.Seconds())
+
+	// The person's history: the page's query (their newest 20 events, and
+	// the last 100 of SPEC §10), through the (usager_id, idx) index.
+	for _, h := range []struct {
+		limit int
+		p50   *time.Duration
+		p99   *time.Duration
+	}{{20, &res.pageP50, &res.pageP99}, {100, &res.historyP50, &res.historyP99}} {
+		var d []time.Duration
+		for i := range 2 * samples / 10 {
+			t := time.Now()
+			es, err := l.ForUsager(ctx, HotUsager, 0, h.limit)
+			if err != nil {
+				return err
+			}
+			if i >= samples/10 { // the first half warms up
+				d = append(d, time.Since(t))
+			}
+			if len(es) != h.limit {
+				return fmt.Errorf("history of %d: %d events", h.limit, len(es))
+			}
+		}
+		sortDur(d)
+		*h.p50, *h.p99 = pct(d, 50), pct(d, 99)
+	}
+	res.historyEvents = int(n / 100)
+	logf("%d events: history of a person with %d events: newest 20 p50 %v p99 %v; last 100 p50 %v p99 %v",
+		n, res.historyEvents, res.pageP50, res.pageP99, res.historyP50, res.historyP99)
 	res.rssAfter = peakRSS()
 	r.logs = append(r.logs, res)
 	return nil

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -197,5 +199,63 @@ func TestBrowserRemoteConsentAcceptedAndRefused(t *testing.T) {
 		if !strings.Contains(list, want) {
 			t.Errorf("the aidant's list lacks %q:\n%s", want, list)
 		}
+	}
+}
+
+// TestBrowserPersonSpace: the person signs in to her space, sees the
+// mandate an aidant created with her and the actions taken, downloads a
+// receipt that the command line verifies, revokes the mandate; the
+// aidant's view shows it revoked.
+func TestBrowserPersonSpace(t *testing.T) {
+	s := startDev(t, "")
+	aidant := browser(t)
+	signInAidant(t, aidant, s, devidp.SubCamille)
+	id := createOnSite(t, aidant, s, devidp.SubJosephine, onSiteForm("argent", "social"))
+
+	ctx := browsertest.New(t, 120*time.Second)
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(s.URL+"/"),
+		chromedp.Click(chromedp.CSS(`a[href="/mon-espace"]`), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(`form[action="/mon-espace/connexion"] button`), chromedp.NodeVisible),
+		pickAt(ctx, devidp.SubJosephine),
+		chromedp.WaitVisible(chromedp.CSS(`ol.history`)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := textOf(t, ctx)
+	for _, want := range []string{"Bonjour Joséphine Marie", demoName, "Argent - Impôts - Consommation", "Social - Santé",
+		"Vous avez donné votre accord", "préparé par Camille"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the space lacks %q", want)
+		}
+	}
+	href, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`a.receipt`), "href"))
+	if err != nil || !href.Exists {
+		t.Fatalf("no receipt link: %v", err)
+	}
+	receipt, err := chromedp.Run(ctx, chromedp.Evaluate[string](`fetch("`+href.Value+`").then(r => r.text())`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "recu.json")
+	os.WriteFile(file, []byte(receipt), 0o600)
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"audit", "verify-receipt", file, "--dev", "--data", s.Data}, &out, &errb); err != nil || !strings.HasPrefix(out.String(), "valid:") {
+		t.Fatalf("the downloaded receipt: %v %s", err, out.String())
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`a[href="/mon-espace/mandats/`+id+`/revoquer"]`), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(`button.danger`), chromedp.NodeVisible),
+		chromedp.WaitVisible(chromedp.CSS(`.success`)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := textOf(t, ctx); !strings.Contains(text, "Vous avez révoqué votre mandat") || !strings.Contains(text, "Révoqué") {
+		t.Fatalf("after revocation:\n%s", text)
+	}
+	if _, _, view := get(t, aidant, s.URL+"/mandats/"+id); !strings.Contains(view, "Révoqué") {
+		t.Fatal("the aidant's view does not show the mandate revoked")
 	}
 }

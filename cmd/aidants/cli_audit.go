@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"aidants/audit"
@@ -89,5 +90,59 @@ func cmdAuditKeygen(_ context.Context, args []string, stdout, _ io.Writer) error
 		return err
 	}
 	fmt.Fprintf(stdout, "# Keep the first line secret (audit.signing_key_file or AIDANTS_AUDIT_SIGNING_KEY).\n%s\n# Public verifier key, served at /audit/key:\n# %s\n", skey, vkey)
+	return nil
+}
+
+// errInvalidReceipt makes verify-receipt exit non-zero after saying why.
+type errInvalidReceipt struct{ msg string }
+
+func (e errInvalidReceipt) Error() string { return "audit verify-receipt: invalid: " + e.msg }
+
+func cmdAuditVerifyReceipt(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("audit verify-receipt")
+	env := addEnvFlags(f)
+	key := f.String("key", "", "the log's public key (<name>+<hash>+<base64>), from a source you trust; default: this instance's")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("audit verify-receipt: give one FILE (or - for stdin)")
+	}
+	var in io.Reader = os.Stdin
+	if pos[0] != "-" {
+		file, err := os.Open(pos[0])
+		if err != nil {
+			return fmt.Errorf("audit verify-receipt: %w", err)
+		}
+		defer file.Close()
+		in = file
+	}
+	data, err := io.ReadAll(io.LimitReader(in, 1<<20))
+	if err != nil {
+		return fmt.Errorf("audit verify-receipt: %w", err)
+	}
+	vkey := *key
+	if vkey == "" {
+		// The instance's own key, from its configuration: no database,
+		// no network.
+		cfg, err := env.load("")
+		if err != nil {
+			return err
+		}
+		if vkey, err = audit.VerifierKey(cfg.Audit.SigningKey); err != nil {
+			return err
+		}
+	}
+	ev, err := audit.VerifyReceipt(data, vkey)
+	var re *audit.ReceiptError
+	if errors.As(err, &re) {
+		fmt.Fprintf(stdout, "invalid: %s\n", re.Msg)
+		return errInvalidReceipt{re.Msg}
+	}
+	if err != nil {
+		return fmt.Errorf("audit verify-receipt: %w", err)
+	}
+	fmt.Fprintf(stdout, "valid: event %s of %s is in the log signed by %s\n", ev.Type, ev.Time.UTC().Format(time.RFC3339), strings.SplitN(vkey, "+", 2)[0])
 	return nil
 }

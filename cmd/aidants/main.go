@@ -54,21 +54,22 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"serve":             {"run the service: serve [--config FILE | --dev [--data DIR]] [--listen ADDR]", cmdServe},
-		"migrate":           {"apply database migrations", cmdMigrate},
-		"version":           {"print the version", cmdVersion},
-		"org add":           {"add an organisation: --name NAME --siret SIRET [--demarches code,code]", cmdOrgAdd},
-		"org list":          {"list organisations", cmdOrgList},
-		"org update":        {"change an organisation: --siret SIRET [--name NAME] [--demarches code,code|all] [--active true|false]", cmdOrgUpdate},
-		"aidant add":        {"add an aidant: --org SIRET --email EMAIL --given-name G --family-name F --habilitated-until YYYY-MM-DD [--referent]", cmdAidantAdd},
-		"aidant list":       {"list aidants: [--org SIRET]", cmdAidantList},
-		"aidant disable":    {"disable an aidant everywhere: --email EMAIL", cmdAidantDisable},
-		"aidant enable":     {"re-enable an aidant: --email EMAIL", cmdAidantEnable},
-		"aidant habilitate": {"set the end of an aidant's habilitation: --email EMAIL --until YYYY-MM-DD", cmdAidantHabilitate},
-		"audit verify":      {"verify the whole audit log: [--checkpoint FILE]", cmdAuditVerify},
-		"audit checkpoint":  {"print the latest signed checkpoint", cmdAuditCheckpoint},
-		"audit keygen":      {"generate a checkpoint signing key: --origin ORIGIN", cmdAuditKeygen},
-		"mandate verify":    {"verify a signed mandate: FILE (a .jwt file, or - for stdin)", cmdMandateVerify},
+		"serve":                {"run the service: serve [--config FILE | --dev [--data DIR]] [--listen ADDR]", cmdServe},
+		"migrate":              {"apply database migrations", cmdMigrate},
+		"version":              {"print the version", cmdVersion},
+		"org add":              {"add an organisation: --name NAME --siret SIRET [--demarches code,code]", cmdOrgAdd},
+		"org list":             {"list organisations", cmdOrgList},
+		"org update":           {"change an organisation: --siret SIRET [--name NAME] [--demarches code,code|all] [--active true|false]", cmdOrgUpdate},
+		"aidant add":           {"add an aidant: --org SIRET --email EMAIL --given-name G --family-name F --habilitated-until YYYY-MM-DD [--referent]", cmdAidantAdd},
+		"aidant list":          {"list aidants: [--org SIRET]", cmdAidantList},
+		"aidant disable":       {"disable an aidant everywhere: --email EMAIL", cmdAidantDisable},
+		"aidant enable":        {"re-enable an aidant: --email EMAIL", cmdAidantEnable},
+		"aidant habilitate":    {"set the end of an aidant's habilitation: --email EMAIL --until YYYY-MM-DD", cmdAidantHabilitate},
+		"audit verify":         {"verify the whole audit log: [--checkpoint FILE]", cmdAuditVerify},
+		"audit checkpoint":     {"print the latest signed checkpoint", cmdAuditCheckpoint},
+		"audit keygen":         {"generate a checkpoint signing key: --origin ORIGIN", cmdAuditKeygen},
+		"audit verify-receipt": {"check a receipt offline: FILE [--key VKEY] (default: this instance's key)", cmdAuditVerifyReceipt},
+		"mandate verify":       {"verify a signed mandate: FILE (a .jwt file, or - for stdin)", cmdMandateVerify},
 	}
 }
 

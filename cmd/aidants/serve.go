@@ -107,17 +107,18 @@ func wire(ctx context.Context, in *instance, env *envFlags, metricsToken string)
 	}
 	public := cfg.Server.PublicURL
 	authSvc, err := auth.New(auth.Config{
-		Secure:          cfg.SecureCookies(),
-		SessionSecret:   secret,
-		IdleTimeout:     cfg.Session.IdleTimeout.D(),
-		AbsoluteTimeout: cfg.Session.AbsoluteTimeout.D(),
-		StepUpMaxAge:    cfg.Session.StepUpMaxAge.D(),
-		UsagerIdle:      cfg.Session.UsagerIdleTimeout.D(),
-		UsagerAbsolute:  cfg.Session.UsagerAbsoluteTimeout.D(),
-		PostLogoutURL:   public + "/deconnecte",
-		AidantsRP:       rpConfig(cfg.AidantsProvider, public+"/connexion/aidant/retour"),
-		FranceConnect:   rpConfig(cfg.FranceConnect, public+"/franceconnect/retour"),
-		Logger:          in.logger,
+		Secure:              cfg.SecureCookies(),
+		SessionSecret:       secret,
+		IdleTimeout:         cfg.Session.IdleTimeout.D(),
+		AbsoluteTimeout:     cfg.Session.AbsoluteTimeout.D(),
+		StepUpMaxAge:        cfg.Session.StepUpMaxAge.D(),
+		UsagerIdle:          cfg.Session.UsagerIdleTimeout.D(),
+		UsagerAbsolute:      cfg.Session.UsagerAbsoluteTimeout.D(),
+		PostLogoutURL:       public + "/deconnecte",
+		UsagerPostLogoutURL: public + "/mon-espace/deconnecte",
+		AidantsRP:           rpConfig(cfg.AidantsProvider, public+"/connexion/aidant/retour"),
+		FranceConnect:       rpConfig(cfg.FranceConnect, public+"/franceconnect/retour"),
+		Logger:              in.logger,
 	}, in.log, in.dir)
 	if err != nil {
 		return nil, err

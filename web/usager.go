@@ -1,0 +1,426 @@
+package web
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"aidants/audit"
+	"aidants/auth"
+	"aidants/mandate"
+)
+
+// historyPage is how many events the person's page shows at once.
+const historyPage = 20
+
+// usagerOnly serves the person's own space; without a session it shows
+// the page to sign in with FranceConnect.
+func (s *Server) usagerOnly(h func(http.ResponseWriter, *http.Request, *auth.Usager) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		u, err := s.auth.Usager(w, r)
+		var ended *auth.SessionEndedError
+		switch {
+		case err == nil:
+			return h(w, r.WithContext(auth.WithUsager(r.Context(), u)), u)
+		case errors.Is(err, auth.ErrNoSession), errors.As(err, &ended):
+			if r.Method != http.MethodGet || r.URL.Path != "/mon-espace" {
+				http.Redirect(w, r, "/mon-espace", http.StatusSeeOther)
+				return nil
+			}
+			p := &spaceLoginPage{Page: s.base(r), Ended: ended != nil}
+			s.render(w, r, http.StatusOK, "mon-espace-connexion", p)
+			return nil
+		default:
+			return err
+		}
+	}
+}
+
+type spaceLoginPage struct {
+	Page
+	Ended bool
+}
+
+func (s *Server) usagerLogin(w http.ResponseWriter, r *http.Request) error {
+	target, err := s.auth.BeginUsagerLogin(w, r)
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+	return nil
+}
+
+// usagerCallback opens the person's space after FranceConnect.
+func (s *Server) usagerCallback(w http.ResponseWriter, r *http.Request, a *auth.Answer) error {
+	err := s.auth.FinishUsager(w, r, a)
+	if errors.Is(err, auth.ErrUnknownUsager) {
+		s.render(w, r, http.StatusOK, "refus", &refusalPage{Page: s.base(r), Heading: "Aucun mandat à votre nom",
+			Message: "Aucune structure n'a enregistré de mandat à votre nom dans ce service : il n'y a rien à vous montrer.",
+			Help:    "Si une personne vous aide pour vos démarches, elle vous proposera un mandat ; vous pourrez alors le retrouver ici.",
+			Retry:   "/", RetryLabel: "Retour à l'accueil"})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, a.ReturnTo, http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) usagerLogout(w http.ResponseWriter, r *http.Request) error {
+	target, err := s.auth.LogoutUsager(w, r)
+	if err != nil {
+		return err
+	}
+	if target == "" {
+		target = "/mon-espace/deconnecte"
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+	return nil
+}
+
+type spaceLoggedOutPage struct{ Page }
+
+func (s *Server) usagerLoggedOut(w http.ResponseWriter, r *http.Request) error {
+	s.render(w, r, http.StatusOK, "mon-espace-deconnecte", &spaceLoggedOutPage{Page: s.base(r)})
+	return nil
+}
+
+// historyLine is one action taken for the person, in plain French.
+type historyLine struct {
+	Index int64
+	When  time.Time
+	Text  string
+}
+
+type spacePage struct {
+	Page
+	Person   *mandate.Usager
+	Mandates []mandate.View
+	History  []historyLine
+	Older    int64 // the index to continue from, 0 when there is no more
+	Newer    bool
+	Now      time.Time
+	Notice   string
+}
+
+func (s *Server) space(w http.ResponseWriter, r *http.Request, u *auth.Usager) error {
+	person, err := s.mandates.Usager(r.Context(), u.UsagerID)
+	if err != nil {
+		return err
+	}
+	ms, err := s.mandates.UsagerMandates(r.Context(), u.UsagerID)
+	if err != nil {
+		return err
+	}
+	var before int64
+	if v := r.URL.Query().Get("avant"); v != "" {
+		if before, err = strconv.ParseInt(v, 10, 64); err != nil || before < 1 {
+			return badRequest("Le numéro de page est incorrect.")
+		}
+	}
+	entries, err := s.log.ForUsager(r.Context(), u.UsagerID, before, historyPage+1)
+	if err != nil {
+		return err
+	}
+	page := &spacePage{Page: s.base(r), Person: person, Mandates: ms, Now: s.now(), Newer: before > 0}
+	if len(entries) > historyPage {
+		entries = entries[:historyPage]
+		page.Older = entries[len(entries)-1].Index
+	}
+	n := s.namer(r.Context())
+	for _, e := range entries {
+		page.History = append(page.History, historyLine{Index: e.Index, When: e.Event.Time.Time, Text: n.describe(e.Event)})
+	}
+	if r.URL.Query().Get("revoque") == "1" {
+		page.Notice = "Votre retrait est enregistré : il prend effet immédiatement."
+	}
+	s.render(w, r, http.StatusOK, "mon-espace", page)
+	return nil
+}
+
+// namer finds the names the history shows, once per request.
+type namer struct {
+	s       *Server
+	ctx     context.Context
+	aidants map[string]string
+	orgs    map[string]string
+}
+
+func (s *Server) namer(ctx context.Context) *namer {
+	return &namer{s: s, ctx: ctx, aidants: map[string]string{}, orgs: map[string]string{}}
+}
+
+func (n *namer) aidant(id string) string {
+	if id == "" {
+		return "une personne de la structure"
+	}
+	if v, ok := n.aidants[id]; ok {
+		return v
+	}
+	v := "une personne de la structure"
+	if a, err := n.s.dir.Aidant(n.ctx, id); err == nil {
+		v = a.GivenName
+	}
+	n.aidants[id] = v
+	return v
+}
+
+func (n *namer) org(id string) string {
+	if v, ok := n.orgs[id]; ok {
+		return v
+	}
+	v := "la structure"
+	if o, err := n.s.dir.Organisation(n.ctx, id); err == nil {
+		v = o.Name
+	}
+	n.orgs[id] = v
+	return v
+}
+
+func (n *namer) service(id string) string {
+	if n.s.services != nil {
+		if name := n.s.services(n.ctx, id); name != "" {
+			return name
+		}
+	}
+	return "un service en ligne"
+}
+
+func labels(codes []string) string {
+	out := make([]string, len(codes))
+	for i, c := range codes {
+		out[i] = mandate.Label(c)
+	}
+	return strings.Join(out, ", ")
+}
+
+// describe says, in plain French, what an event did for the person.
+func (n *namer) describe(e audit.Event) string {
+	who := func() string { return n.aidant(e.Aidant) + " (" + n.org(e.Organisation) + ")" }
+	byPerson := e.Actor.Kind == audit.ActorUsager
+	reason := ""
+	if e.Reason != "" && e.Reason != "superseded" {
+		reason = " Motif : « " + e.Reason + " »."
+	}
+	switch e.Type {
+	case audit.MandateUsed:
+		return who() + " s'est connecté·e à " + n.service(e.Service) + " pour vous, démarche " + labels(e.Demarches) + "."
+	case audit.TokenIssued:
+		return n.service(e.Service) + " a reçu votre identité et le nom de la personne qui agit pour vous (" + who() + ")."
+	case audit.UsagerIdentified:
+		return "Vous vous êtes identifié·e avec FranceConnect pour un mandat proposé par " + n.org(e.Organisation) + "."
+	case audit.MandateConsentGiven:
+		return "Vous avez donné votre accord à " + n.org(e.Organisation) + " pour : " + labels(e.Demarches) + "."
+	case audit.MandateConsentRefused:
+		return "Vous avez refusé le mandat proposé par " + n.org(e.Organisation) + "."
+	case audit.MandateCreated:
+		return "Votre mandat n° " + e.Mandate + " avec " + n.org(e.Organisation) + " est signé, préparé par " + n.aidant(e.Aidant) + "."
+	case audit.MandateRenewed:
+		return "Votre mandat avec " + n.org(e.Organisation) + " a été renouvelé."
+	case audit.MandateSuperseded:
+		return "Un nouveau mandat avec " + n.org(e.Organisation) + " remplace l'ancien pour : " + labels(e.Demarches) + "."
+	case audit.MandateDemarcheRevoked:
+		if byPerson {
+			return "Vous avez retiré la démarche " + labels(e.Demarches) + " de votre mandat avec " + n.org(e.Organisation) + "."
+		}
+		return who() + " a retiré la démarche " + labels(e.Demarches) + " de votre mandat." + reason
+	case audit.MandateRevoked:
+		if byPerson {
+			return "Vous avez révoqué votre mandat avec " + n.org(e.Organisation) + "."
+		}
+		return who() + " a révoqué votre mandat." + reason
+	case audit.UsagerLogin:
+		return "Vous vous êtes connecté·e à votre espace."
+	case audit.UsagerLogout:
+		return "Vous vous êtes déconnecté·e de votre espace."
+	case audit.AuditExported:
+		return "Vous avez téléchargé vos données."
+	}
+	return "Action enregistrée (" + e.Type + ")."
+}
+
+type spaceRevokePage struct {
+	Page
+	M        *mandate.View
+	Demarche string
+	Label    string
+}
+
+// usagerRevokeConfirm asks the person to confirm a withdrawal.
+func (s *Server) usagerRevokeConfirm(w http.ResponseWriter, r *http.Request, u *auth.Usager) error {
+	id := r.PathValue("id")
+	m, err := s.mandates.GetForUsager(r.Context(), u.UsagerID, id)
+	if err != nil {
+		return s.usagerDenied(r, u, "mandate", id, err)
+	}
+	page := &spaceRevokePage{Page: s.base(r), M: m, Demarche: r.URL.Query().Get("demarche")}
+	if page.Demarche != "" {
+		if !m.Covers(page.Demarche, s.now()) {
+			return badRequest("Cette démarche n'est pas, ou plus, dans ce mandat.")
+		}
+		page.Label = mandate.Label(page.Demarche)
+	}
+	s.render(w, r, http.StatusOK, "mon-espace-revocation", page)
+	return nil
+}
+
+func (s *Server) usagerRevoke(w http.ResponseWriter, r *http.Request, u *auth.Usager) error {
+	id := r.PathValue("id")
+	if _, err := s.mandates.GetForUsager(r.Context(), u.UsagerID, id); err != nil {
+		return s.usagerDenied(r, u, "mandate", id, err)
+	}
+	err := s.mandates.Revoke(r.Context(), mandate.Revocation{By: u.Actor(), UsagerID: u.UsagerID, MandateID: id,
+		Demarche: r.PostFormValue("demarche"), Reason: "Retiré par la personne depuis son espace"})
+	if err != nil {
+		return s.mandateError(r, "mandate", id, err)
+	}
+	http.Redirect(w, r, "/mon-espace?revoque=1", http.StatusSeeOther)
+	return nil
+}
+
+// usagerDenied journals an attempt on another person's object and answers
+// 404, as for one that does not exist.
+func (s *Server) usagerDenied(r *http.Request, u *auth.Usager, kind, id string, err error) error {
+	if !errors.Is(err, mandate.ErrOtherOrganisation) && !errors.Is(err, audit.ErrOtherUsager) {
+		if errors.Is(err, mandate.ErrNotFound) || errors.Is(err, audit.ErrNotFound) {
+			return &Error{Status: http.StatusNotFound, Msg: msgNotFound, Err: err}
+		}
+		return err
+	}
+	// The attempt is the person's (actor), but not an action taken for
+	// them: it stays out of their history, which names nobody else.
+	ev := audit.Event{Type: audit.AccessDenied, Actor: u.Actor(),
+		Detail: map[string]any{"object": kind, "id": id, "path": r.Pattern}}
+	if werr := s.log.Write(r.Context(), func(tx *audit.Tx) error { _, err := tx.Append(ev); return err }); werr != nil {
+		return werr
+	}
+	return &Error{Status: http.StatusNotFound, Msg: msgNotFound, Err: fmt.Errorf("%s %s of another person", kind, id)}
+}
+
+// usagerReceipt downloads the receipt of one of the person's events.
+func (s *Server) usagerReceipt(w http.ResponseWriter, r *http.Request, u *auth.Usager) error {
+	raw := r.PathValue("index")
+	idx, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || idx < 0 {
+		return badRequest("Ce numéro d'action est incorrect.")
+	}
+	rc, err := s.log.ReceiptFor(r.Context(), idx, u.UsagerID)
+	if err != nil {
+		return s.usagerDenied(r, u, "event", raw, err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="recu-%d.json"`, idx))
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rc)
+}
+
+// exported journals a download of the person's data (audit.exported).
+func (s *Server) exported(r *http.Request, u *auth.Usager, format string) error {
+	return s.log.Write(r.Context(), func(tx *audit.Tx) error {
+		_, err := tx.Append(audit.Event{Type: audit.AuditExported, Actor: u.Actor(), Usager: u.UsagerID,
+			Detail: map[string]any{"format": format, "scope": "usager"}})
+		return err
+	})
+}
+
+// exportJSON downloads everything the instance holds about the person.
+func (s *Server) exportJSON(w http.ResponseWriter, r *http.Request, u *auth.Usager) error {
+	if err := s.exported(r, u, "json"); err != nil {
+		return err
+	}
+	person, err := s.mandates.Usager(r.Context(), u.UsagerID)
+	if err != nil {
+		return err
+	}
+	ms, err := s.mandates.UsagerMandates(r.Context(), u.UsagerID)
+	if err != nil {
+		return err
+	}
+	type exportMandate struct {
+		ID           string   `json:"numero"`
+		Organisation string   `json:"structure"`
+		SIRET        string   `json:"siret"`
+		Demarches    []string `json:"demarches"`
+		Retirees     []string `json:"demarches_retirees"`
+		Debut        string   `json:"debut"`
+		Fin          string   `json:"fin"`
+		Etat         string   `json:"etat"`
+		Signe        string   `json:"mandat_signe"`
+	}
+	type exportEvent struct {
+		Index   int64           `json:"index"`
+		Texte   string          `json:"texte"`
+		Donnees json.RawMessage `json:"evenement"`
+	}
+	out := struct {
+		Personne struct {
+			Prenoms       string `json:"prenoms"`
+			Nom           string `json:"nom"`
+			DateNaissance string `json:"date_de_naissance"`
+			Sexe          string `json:"sexe"`
+			LieuNaissance string `json:"lieu_de_naissance"`
+			PaysNaissance string `json:"pays_de_naissance"`
+			Courriel      string `json:"courriel,omitempty"`
+		} `json:"personne"`
+		Mandats    []exportMandate `json:"mandats"`
+		Evenements []exportEvent   `json:"evenements"`
+		Journal    string          `json:"journal"`
+	}{Journal: "Chaque événement est une feuille du journal public ; « index » permet d'en demander le reçu vérifiable."}
+	out.Personne.Prenoms, out.Personne.Nom, out.Personne.DateNaissance = person.GivenName, person.FamilyName, person.Birthdate
+	out.Personne.Sexe, out.Personne.LieuNaissance, out.Personne.PaysNaissance, out.Personne.Courriel = person.Gender, person.Birthplace, person.Birthcountry, person.Email
+	now := s.now()
+	for _, m := range ms {
+		em := exportMandate{ID: m.ID, Organisation: m.OrgName, SIRET: m.SIRET, Demarches: m.ActiveDemarches(),
+			Debut: m.CreatedAt.UTC().Format(time.RFC3339), Fin: m.ExpiresAt.UTC().Format(time.RFC3339), Etat: m.Status(now), Signe: m.JWS}
+		for _, d := range m.Demarches {
+			if d.Revoked() {
+				em.Retirees = append(em.Retirees, d.Code)
+			}
+		}
+		out.Mandats = append(out.Mandats, em)
+	}
+	n := s.namer(r.Context())
+	err = s.log.ForUsagerAll(r.Context(), u.UsagerID, func(e audit.Entry) error {
+		out.Evenements = append(out.Evenements, exportEvent{Index: e.Index, Texte: n.describe(e.Event), Donnees: e.Body})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Disposition", `attachment; filename="mes-donnees-aidants.json"`)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+// exportCSV downloads the person's actions, one per line, streamed.
+func (s *Server) exportCSV(w http.ResponseWriter, r *http.Request, u *auth.Usager) error {
+	if err := s.exported(r, u, "csv"); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="mes-actions-aidants.csv"`)
+	w.Write([]byte("\ufeff")) // so that spreadsheet programs read UTF-8
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"index", "date", "action", "type", "structure", "demarches", "mandat"})
+	n := s.namer(r.Context())
+	err := s.log.ForUsagerAll(r.Context(), u.UsagerID, func(e audit.Entry) error {
+		org := ""
+		if e.Event.Organisation != "" {
+			org = n.org(e.Event.Organisation)
+		}
+		return cw.Write([]string{strconv.FormatInt(e.Index, 10), frDateTime(e.Event.Time.Time), n.describe(e.Event), e.Event.Type,
+			org, labels(e.Event.Demarches), e.Event.Mandate})
+	})
+	cw.Flush()
+	return err
+}
