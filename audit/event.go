@@ -64,6 +64,7 @@ const (
 	AidantDisabled            = "aidant.disabled"
 	AidantHabilitationRenewed = "aidant.habilitation_renewed"
 	ServiceRegistered         = "service.registered"
+	ServiceUpdated            = "service.updated"
 	AuditorRegistered         = "auditor.registered"
 	KeysRotated               = "keys.rotated"
 )
@@ -75,7 +76,7 @@ var Types = func() []string {
 		MandateConsentGiven, MandateConsentRefused, MandateCreated, MandateRenewed, MandateDemarcheRevoked,
 		MandateRevoked, MandateSuperseded, MandateUsed, TokenIssued, AccessDenied, AuditQueried, AuditExported,
 		OrgCreated, OrgUpdated, AidantCreated, AidantUpdated, AidantDisabled, AidantHabilitationRenewed,
-		ServiceRegistered, AuditorRegistered, KeysRotated}
+		ServiceRegistered, ServiceUpdated, AuditorRegistered, KeysRotated}
 	sort.Strings(t)
 	return t
 }()

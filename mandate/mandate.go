@@ -548,3 +548,47 @@ func (s *Service) Renew(ctx context.Context, a Actor, mandateID, duration, metho
 	dem := v.ActiveDemarches()
 	return s.CreateDraft(ctx, a, NewDraft{Demarches: dem, Duration: duration, Method: method, Renews: v.ID})
 }
+
+// ActiveInOrganisation lists the organisation's mandates that are active
+// now, optionally only the persons whose name contains search.
+func (s *Service) ActiveInOrganisation(ctx context.Context, orgID, search string) ([]View, error) {
+	where := `m.organisation_id = ? AND m.revoked_at IS NULL AND m.expires_at > ?`
+	args := []any{orgID, store.T(s.now())}
+	if search = strings.TrimSpace(search); search != "" {
+		where += ` AND LOWER(u.given_name || ' ' || u.family_name) LIKE ?`
+		args = append(args, "%"+strings.ToLower(search)+"%")
+	}
+	vs, err := s.views(ctx, s.db.R, where+` ORDER BY u.family_name, u.given_name LIMIT 200`, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := vs[:0]
+	for _, v := range vs {
+		if v.Status(s.now()) == Active {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// CheckActive reads, outside any transaction, whether the mandate is
+// active and covers démarche code now (for a token's use at userinfo).
+func (s *Service) CheckActive(ctx context.Context, id, code string) error {
+	vs, err := s.views(ctx, s.db.R, `m.id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if len(vs) == 0 {
+		return fmt.Errorf("mandate %s: %w", id, ErrNotFound)
+	}
+	switch vs[0].Status(s.now()) {
+	case Revoked:
+		return ErrRevoked
+	case Expired:
+		return ErrExpired
+	}
+	if !vs[0].Covers(code, s.now()) {
+		return fmt.Errorf("démarche %q: %w", code, ErrRevoked)
+	}
+	return nil
+}

@@ -11,6 +11,7 @@ import (
 
 	"aidants/auth"
 	"aidants/mandate"
+	"aidants/provider"
 	"aidants/store"
 	"aidants/templates"
 )
@@ -52,7 +53,10 @@ func samples() map[string]any {
 		"mon-espace-deconnecte":  &spaceLoggedOutPage{Page: base},
 		"consentement-fin":       &consentPage{Page: base, Draft: &draft, OrgName: "France Services", Labels: []string{"Logement"}, Done: "accepted", MandateID: "man_1"},
 		"deconnecte":             &loggedOutPage{Page: base},
-		"journal-public":         &journalPage{Page: base, Checkpoint: "o\n1\nAA==\n", Size: 1, Key: "o+1+AA", Origin: "o"},
+		"agir": &actPage{Page: base, Token: "tok", Service: "Service des impôts", Asked: store.List{"argent"},
+			Choices: []provider.Choice{{MandateID: "man_1", GivenName: "Joséphine", FamilyName: "Lefèvre", Birthdate: "1948-03-12", Demarches: []string{"argent", "social"}}}},
+		"service-quitte": &leftServicePage{Page: base, Service: "Service des impôts"},
+		"journal-public": &journalPage{Page: base, Checkpoint: "o\n1\nAA==\n", Size: 1, Key: "o+1+AA", Origin: "o"},
 	}
 }
 

@@ -140,6 +140,7 @@ var funcs = template.FuncMap{
 	"date":         frDate,
 	"datetime":     frDateTime,
 	"demarche":     mandate.Label,
+	"demarches":    labels,
 	"birthdate":    frBirthdate,
 	"status":       func(s string) string { return statusLabels[s] },
 	"draftStatus":  func(s string) string { return draftLabels[s] },

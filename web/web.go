@@ -23,6 +23,7 @@ import (
 	"aidants/keys"
 	"aidants/mandate"
 	"aidants/org"
+	"aidants/provider"
 	"aidants/templates"
 )
 
@@ -50,6 +51,7 @@ type Deps struct {
 	Dir      *org.Directory
 	Mandates *mandate.Service
 	Keys     *keys.Manager
+	Provider *provider.Provider
 	// ServiceName names a public service for people (nil: "un service en
 	// ligne").
 	ServiceName func(ctx context.Context, id string) string
@@ -64,6 +66,7 @@ type Server struct {
 	dir      *org.Directory
 	mandates *mandate.Service
 	keys     *keys.Manager
+	provider *provider.Provider
 	services func(ctx context.Context, id string) string
 
 	browser *http.ServeMux
@@ -88,7 +91,7 @@ func New(opts Options, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts: opts, pages: pages, auth: d.Auth, log: d.Log, dir: d.Dir, mandates: d.Mandates, keys: d.Keys, services: d.ServiceName,
+		opts: opts, pages: pages, auth: d.Auth, log: d.Log, dir: d.Dir, mandates: d.Mandates, keys: d.Keys, provider: d.Provider, services: d.ServiceName,
 		browser: http.NewServeMux(), api: http.NewServeMux(), root: http.NewServeMux(),
 		logger: opts.Logger,
 	}
@@ -150,6 +153,12 @@ func (s *Server) routes() {
 	b.Handle("GET /mon-espace/recus/{index}", s.page(s.usagerOnly(s.usagerReceipt)))
 	b.Handle("GET /mon-espace/donnees.json", s.page(s.usagerOnly(s.exportJSON)))
 	b.Handle("GET /mon-espace/actions.csv", s.page(s.usagerOnly(s.exportCSV)))
+	// Acting on behalf (SPEC §7): the browser side of the provider.
+	b.Handle("GET /oidc/authorize", s.page(s.oidcAuthorize))
+	b.Handle("GET /agir", s.page(s.aidantOnly(s.act)))
+	b.Handle("POST /agir", s.page(s.aidantOnly(s.actChoose)))
+	b.Handle("POST /agir/annuler", s.page(s.aidantOnly(s.actCancel)))
+	b.Handle("GET /oidc/logout", s.page(s.oidcLogout))
 	b.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(s.opts.OverrideDir)))
 	b.Handle("/", s.page(func(w http.ResponseWriter, r *http.Request) error { return errNotFound }))
 
@@ -162,9 +171,15 @@ func (s *Server) routes() {
 	a.Handle("GET /audit/proof/inclusion", s.apiHandler(s.auditInclusion))
 	a.Handle("GET /audit/proof/consistency", s.apiHandler(s.auditConsistency))
 
+	if s.provider != nil {
+		ph := s.provider.Handler()
+		for _, p := range []string{"GET /.well-known/openid-configuration", "POST /oidc/token", "GET /oidc/userinfo", "POST /oidc/userinfo"} {
+			a.Handle(p, ph)
+		}
+	}
 	browser := s.common(s.browserMiddleware(b))
 	api := s.common(s.apiMiddleware(a))
-	for _, p := range []string{"/healthz", "/metrics", "/audit/", "/oidc/jwks"} {
+	for _, p := range []string{"/healthz", "/metrics", "/audit/", "/oidc/jwks", "/oidc/token", "/oidc/userinfo", "/.well-known/"} {
 		s.root.Handle(p, api)
 	}
 	s.root.Handle("/", browser)

@@ -2,13 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"aidants/audit"
 	"aidants/devidp"
+	"aidants/devsvc"
+	"aidants/mandate"
 	"aidants/org"
+	"aidants/provider"
 	"aidants/store"
 )
 
@@ -71,11 +80,7 @@ func seedDev(ctx context.Context, in *instance, aidantsIssuer, fcIssuer string) 
 			return fmt.Errorf("dev seed: %w", err)
 		}
 	}
-	err = in.log.Write(ctx, func(tx *audit.Tx) error {
-		_, err := tx.Exec(`INSERT INTO instance_meta (key, value) VALUES ('dev_public_url', ?)
-			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, in.cfg.Server.PublicURL)
-		return err
-	})
+	err = setMeta(ctx, in, "dev_public_url", in.cfg.Server.PublicURL)
 	if err != nil {
 		return fmt.Errorf("dev seed: %w", err)
 	}
@@ -147,4 +152,62 @@ func seedOnce(ctx context.Context, in *instance) error {
 		_, err := tx.Exec(`INSERT INTO instance_meta (key, value) VALUES ('dev_seed', ?)`, devSeedVersion)
 		return err
 	})
+}
+
+func setMeta(ctx context.Context, in *instance, key, value string) error {
+	return in.log.Write(ctx, func(tx *audit.Tx) error {
+		_, err := tx.Exec(`INSERT INTO instance_meta (key, value) VALUES (?, ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+		return err
+	})
+}
+
+// demoService registers, once, the demo public service of development
+// mode (a private_key_jwt client serving every démarche) and keeps its
+// redirect URIs on the current port. It returns the service's handler.
+func demoService(ctx context.Context, in *instance, dataDir string) (*devsvc.Service, error) {
+	s, err := loadDevSecrets(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	var key jose.JSONWebKey
+	if len(s.DemoServiceKey) == 0 {
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		key = jose.JSONWebKey{Key: priv, KeyID: store.RandomToken(9), Algorithm: "ES256", Use: "sig"}
+		if s.DemoServiceKey, err = key.MarshalJSON(); err != nil {
+			return nil, err
+		}
+		if err := saveDevSecrets(dataDir, s); err != nil {
+			return nil, err
+		}
+	} else if err := key.UnmarshalJSON(s.DemoServiceKey); err != nil {
+		return nil, fmt.Errorf("demo service key: %w", err)
+	}
+	public := in.cfg.Server.PublicURL
+	redirects, postLogout := []string{public + "/dev/service/retour"}, []string{public + "/dev/service"}
+	var id string
+	in.db.R.GetContext(ctx, &id, `SELECT value FROM instance_meta WHERE key = 'dev_service_id'`)
+	if svc, err := in.provider.Service(ctx, id); err == nil {
+		if len(svc.RedirectURIs) != 1 || svc.RedirectURIs[0] != redirects[0] {
+			if err := in.provider.SetRedirects(ctx, devSeedActor, id, redirects, postLogout); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{key.Public()}})
+		svc, _, err := in.provider.AddService(ctx, devSeedActor, provider.NewService{Name: "Service démo (développement)",
+			RedirectURIs: redirects, PostLogoutURIs: postLogout, Demarches: mandate.Codes(), AuthMethod: provider.PrivateKeyJWT, JWKS: string(jwks)})
+		if err != nil {
+			return nil, fmt.Errorf("demo service: %w", err)
+		}
+		id = svc.ID
+		if err := setMeta(ctx, in, "dev_service_id", id); err != nil {
+			return nil, err
+		}
+	}
+	return devsvc.New(devsvc.Options{Issuer: public, BaseURL: public + "/dev/service", ClientID: id,
+		Key: key.Key.(*ecdsa.PrivateKey), KeyID: key.KeyID}), nil
 }

@@ -18,6 +18,7 @@ import (
 	"aidants/keys"
 	"aidants/mandate"
 	"aidants/org"
+	"aidants/provider"
 	"aidants/store"
 )
 
@@ -81,6 +82,9 @@ type devSecrets struct {
 	AuditSigningKey     string `json:"audit_signing_key"`
 	AidantsClientSecret string `json:"aidants_client_secret"`
 	FCClientSecret      string `json:"franceconnect_client_secret"`
+	// DemoServiceKey is the demo public service's private_key_jwt key
+	// (a JWK), made at the first start that needs it.
+	DemoServiceKey json.RawMessage `json:"demo_service_key,omitempty"`
 }
 
 // devOrigin names the development log and its key.
@@ -119,11 +123,15 @@ func loadDevSecrets(dir string) (*devSecrets, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	b, _ = json.MarshalIndent(s, "", "  ")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	if err := saveDevSecrets(dir, &s); err != nil {
 		return nil, err
 	}
 	return &s, nil
+}
+
+func saveDevSecrets(dir string, s *devSecrets) error {
+	b, _ := json.MarshalIndent(s, "", "  ")
+	return os.WriteFile(filepath.Join(dir, "dev-secrets.json"), b, 0o600)
 }
 
 // devConfig is the configuration of development mode: SQLite under dir,
@@ -164,6 +172,7 @@ type instance struct {
 	dir      *org.Directory
 	keys     *keys.Manager
 	mandates *mandate.Service
+	provider *provider.Provider
 	logger   *slog.Logger
 }
 
@@ -210,7 +219,20 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*instanc
 		return nil, err
 	}
 	ms := mandate.New(mandate.Config{Issuer: cfg.Server.PublicURL, ConsentLinkTTL: cfg.Mandate.ConsentLinkTTL.D()}, log, km)
-	return &instance{cfg: cfg, db: db, log: log, dir: org.New(log), keys: km, mandates: ms, logger: logger}, nil
+	pairwise, err := base64.StdEncoding.DecodeString(cfg.Provider.PairwiseSecret)
+	if err != nil {
+		log.Close()
+		db.Close()
+		return nil, fmt.Errorf("provider.pairwise_secret: %w", err)
+	}
+	prov, err := provider.New(provider.Config{Issuer: cfg.Server.PublicURL, PairwiseSecret: pairwise,
+		AccessTokenTTL: cfg.Provider.AccessTokenTTL.D(), IDTokenTTL: cfg.Provider.IDTokenTTL.D()}, log, km, ms)
+	if err != nil {
+		log.Close()
+		db.Close()
+		return nil, err
+	}
+	return &instance{cfg: cfg, db: db, log: log, dir: org.New(log), keys: km, mandates: ms, provider: prov, logger: logger}, nil
 }
 
 func (i *instance) Close() {

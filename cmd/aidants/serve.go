@@ -129,7 +129,8 @@ func wire(ctx context.Context, in *instance, env *envFlags, metricsToken string)
 		PublicURL: public, Dev: cfg.Dev, OverrideDir: cfg.Server.OverrideDir,
 		FormActions:  []string{cfg.AidantsProvider.Issuer, cfg.FranceConnect.Issuer},
 		MetricsToken: metricsToken, Logger: in.logger, Registry: reg,
-	}, web.Deps{Auth: authSvc, Log: in.log, Dir: in.dir, Mandates: in.mandates, Keys: in.keys})
+	}, web.Deps{Auth: authSvc, Log: in.log, Dir: in.dir, Mandates: in.mandates, Keys: in.keys,
+		Provider: in.provider, ServiceName: in.provider.ServiceName})
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +148,12 @@ func wire(ctx context.Context, in *instance, env *envFlags, metricsToken string)
 		if err := seedDev(ctx, in, aidants.Issuer(), fc.Issuer()); err != nil {
 			return nil, err
 		}
+		demo, err := demoService(ctx, in, env.data)
+		if err != nil {
+			return nil, err
+		}
+		srv.Mount("/dev/service", demo)
+		srv.Mount("/dev/service/", demo)
 	}
 	return srv.Handler(), nil
 }

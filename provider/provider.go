@@ -1,0 +1,191 @@
+// Package provider owns the OpenID provider for public services (SPEC §7):
+// registered services and their authentication, authorization requests,
+// single-use codes bound to client, redirect URI and PKCE verifier, ID and
+// access tokens that carry the person's identity *and* who acts for them
+// (act, authorization_details), userinfo, logout and discovery.
+//
+// A code or token is only ever issued or honoured inside a transaction
+// that checks, with mandate.ActiveFor, that the mandate is still active:
+// a revocation or an expiry bites at once, at every step.
+//
+// The machine endpoints are served by Handler; the aidant's choice of the
+// person to act for is a page of package web, which calls Request,
+// Eligible and IssueCode.
+package provider
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"aidants/audit"
+	"aidants/keys"
+	"aidants/mandate"
+	"aidants/store"
+)
+
+// Lifetimes of what the provider issues.
+const (
+	CodeTTL    = 60 * time.Second
+	RequestTTL = 15 * time.Minute // an authorization request waiting for the aidant's choice
+)
+
+// ACR is the level of assurance the provider asserts: the person's
+// identity was established through FranceConnect (eIDAS low).
+const ACR = "eidas1"
+
+// Config configures the provider.
+type Config struct {
+	Issuer         string // the instance's public URL
+	PairwiseSecret []byte
+	AccessTokenTTL time.Duration
+	IDTokenTTL     time.Duration
+}
+
+// Provider is the OpenID provider.
+type Provider struct {
+	cfg      Config
+	issuer   string
+	log      *audit.Log
+	db       *store.DB
+	keys     *keys.Manager
+	mandates *mandate.Service
+	now      func() time.Time
+
+	// ClientCredentials, when set, serves the client credentials grant
+	// (auditors) at the same token endpoint.
+	ClientCredentials func(w http.ResponseWriter, r *http.Request, form url.Values, hasBasic bool)
+}
+
+// New returns the provider.
+func New(cfg Config, log *audit.Log, k *keys.Manager, m *mandate.Service) (*Provider, error) {
+	if len(cfg.PairwiseSecret) < 32 {
+		return nil, errors.New("provider: the pairwise secret must have at least 32 bytes")
+	}
+	if cfg.AccessTokenTTL <= 0 {
+		cfg.AccessTokenTTL = 5 * time.Minute
+	}
+	if cfg.IDTokenTTL <= 0 {
+		cfg.IDTokenTTL = 5 * time.Minute
+	}
+	return &Provider{cfg: cfg, issuer: strings.TrimSuffix(cfg.Issuer, "/"), log: log, db: log.DB(), keys: k, mandates: m, now: log.Now}, nil
+}
+
+// Issuer is the provider's issuer identifier.
+func (p *Provider) Issuer() string { return p.issuer }
+
+// pairwise derives the identifier a service sees for a person or an aidant:
+// stable for that service, different for every other, and not linkable
+// across services without the instance's secret.
+func (p *Provider) pairwise(kind, id, serviceID string) string {
+	mac := hmac.New(sha256.New, p.cfg.PairwiseSecret)
+	mac.Write([]byte(kind + "\x00" + serviceID + "\x00" + id))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// Error is an OAuth 2.0 error (RFC 6749 §5.2) for the token and userinfo
+// endpoints, whose descriptions are for developers.
+type Error struct {
+	Status      int
+	Code        string
+	Description string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Description }
+
+func errInvalidClient(d string) error { return &Error{http.StatusUnauthorized, "invalid_client", d} }
+func errInvalidGrant(d string) error  { return &Error{http.StatusBadRequest, "invalid_grant", d} }
+func errInvalidRequest(d string) error {
+	return &Error{http.StatusBadRequest, "invalid_request", d}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = &Error{http.StatusInternalServerError, "server_error", "internal error"}
+	}
+	if e.Status == http.StatusUnauthorized {
+		challenge := `Bearer error="` + e.Code + `"`
+		if e.Code == "invalid_client" {
+			// The token endpoint's client authentication scheme, not the
+			// Bearer of userinfo (RFC 6749 §5.2).
+			challenge = `Basic realm="aidants"`
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+	}
+	writeJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Description})
+}
+
+// PivotClaims are the person's identity claims, each released by the
+// scope of the same name.
+var PivotClaims = []string{"given_name", "family_name", "birthdate", "gender", "birthplace", "birthcountry", "email"}
+
+// ScopeGroups are FranceConnect's scopes that stand for several claims, so
+// that a service written for FranceConnect asks us the same way.
+var ScopeGroups = map[string][]string{
+	"profile":        {"given_name", "family_name", "birthdate", "gender"},
+	"birth":          {"birthplace", "birthcountry"},
+	"identite_pivot": {"given_name", "family_name", "birthdate", "gender", "birthplace", "birthcountry"},
+}
+
+// knownScope tells whether this provider understands scope s.
+func knownScope(s string) bool {
+	_, group := ScopeGroups[s]
+	return s == "openid" || group || slices.Contains(PivotClaims, s)
+}
+
+// releases tells whether the scopes release the pivot claim name.
+func releases(scopes []string, name string) bool {
+	for _, s := range scopes {
+		if s == name || slices.Contains(ScopeGroups[s], name) {
+			return true
+		}
+	}
+	return false
+}
+
+// Discovery is the provider's metadata (OpenID Connect Discovery 1.0).
+func (p *Provider) Discovery() map[string]any {
+	return map[string]any{
+		"issuer":                                           p.issuer,
+		"authorization_endpoint":                           p.issuer + "/oidc/authorize",
+		"token_endpoint":                                   p.issuer + "/oidc/token",
+		"userinfo_endpoint":                                p.issuer + "/oidc/userinfo",
+		"jwks_uri":                                         p.issuer + "/oidc/jwks",
+		"end_session_endpoint":                             p.issuer + "/oidc/logout",
+		"response_types_supported":                         []string{"code"},
+		"response_modes_supported":                         []string{"query"},
+		"grant_types_supported":                            []string{"authorization_code", "client_credentials"},
+		"subject_types_supported":                          []string{"pairwise"},
+		"id_token_signing_alg_values_supported":            []string{"ES256", "RS256"},
+		"userinfo_signing_alg_values_supported":            []string{"none"},
+		"token_endpoint_auth_methods_supported":            []string{PrivateKeyJWT, ClientSecretBasic, ClientSecretPost},
+		"token_endpoint_auth_signing_alg_values_supported": []string{"ES256", "RS256", "PS256"},
+		"code_challenge_methods_supported":                 []string{"S256"},
+		"scopes_supported":                                 append([]string{"openid", "profile", "birth", "identite_pivot"}, PivotClaims...),
+		"claims_supported": append([]string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "rep_scope", "act",
+			"authorization_details"}, PivotClaims...),
+		"claims_parameter_supported":                     true,
+		"request_parameter_supported":                    false,
+		"acr_values_supported":                           []string{ACR},
+		"authorization_response_iss_parameter_supported": true,
+		"authorization_details_types_supported":          []string{"mandate"},
+		"service_documentation":                          p.issuer + "/journal-public",
+	}
+}

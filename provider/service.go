@@ -1,0 +1,393 @@
+package provider
+
+import (
+	"context"
+	"crypto/subtle"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"aidants/audit"
+	"aidants/mandate"
+	"aidants/store"
+)
+
+// Client authentication methods at the token endpoint.
+const (
+	PrivateKeyJWT     = "private_key_jwt"
+	ClientSecretBasic = "client_secret_basic"
+	ClientSecretPost  = "client_secret_post"
+)
+
+// Service is a public service registered as a client of the provider.
+type Service struct {
+	ID             string     `db:"id"`
+	Name           string     `db:"name"`
+	RedirectURIs   Lines      `db:"redirect_uris"`
+	PostLogoutURIs Lines      `db:"post_logout_uris"`
+	Demarches      store.List `db:"demarches"`
+	AuthMethod     string     `db:"auth_method"`
+	JWKS           string     `db:"jwks"`
+	SecretHash     string     `db:"secret_hash"`
+	IDTokenAlg     string     `db:"id_token_alg"`
+	Active         bool       `db:"active"`
+	CreatedAt      store.Time `db:"created_at"`
+}
+
+const serviceColumns = `id, name, redirect_uris, post_logout_uris, demarches, auth_method, COALESCE(jwks, '') AS jwks,
+	COALESCE(secret_hash, '') AS secret_hash, id_token_alg, active, created_at`
+
+// Serves tells whether the service serves démarche code.
+func (s *Service) Serves(code string) bool { return slices.Contains(s.Demarches, code) }
+
+// Lines is a list of URIs stored one per line.
+type Lines []string
+
+// Value implements driver.Valuer.
+func (l Lines) Value() (driver.Value, error) { return strings.Join(l, "\n"), nil }
+
+// Scan implements sql.Scanner.
+func (l *Lines) Scan(src any) error {
+	var s string
+	switch v := src.(type) {
+	case string:
+		s = v
+	case []byte:
+		s = string(v)
+	case nil:
+	default:
+		return fmt.Errorf("provider: cannot scan %T into Lines", src)
+	}
+	*l = nil
+	for _, line := range strings.Split(s, "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			*l = append(*l, line)
+		}
+	}
+	return nil
+}
+
+// NewService is what an operator registers.
+type NewService struct {
+	Name           string
+	RedirectURIs   []string
+	PostLogoutURIs []string
+	Demarches      []string
+	AuthMethod     string // private_key_jwt (with JWKS), client_secret_basic or client_secret_post
+	JWKS           string // JSON
+	IDTokenAlg     string // ES256 (default) or RS256
+}
+
+// InvalidError is a bad registration value; Msg says which and why.
+type InvalidError struct{ Msg string }
+
+func (e *InvalidError) Error() string { return e.Msg }
+
+// AddService registers a public service (service.registered) and returns
+// it with, for a secret method, the secret — shown once, stored hashed.
+func (p *Provider) AddService(ctx context.Context, actor audit.Actor, n NewService) (*Service, string, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, &InvalidError{fmt.Sprintf(format, args...)}) }
+	name := strings.TrimSpace(n.Name)
+	if name == "" || len(name) > 200 {
+		bad("--name: give a name of 1 to 200 characters")
+	}
+	if len(n.RedirectURIs) == 0 {
+		bad("--redirect-uri: at least one is required")
+	}
+	for _, u := range append(append([]string{}, n.RedirectURIs...), n.PostLogoutURIs...) {
+		if err := checkRedirect(u); err != nil {
+			bad("%s: %v", u, err)
+		}
+	}
+	dem, err := mandate.ParseDemarches(n.Demarches)
+	if err != nil {
+		bad("--demarches: %v", err)
+	} else if len(dem) == 0 {
+		bad("--demarches: the service must serve at least one démarche")
+	}
+	if n.IDTokenAlg == "" {
+		n.IDTokenAlg = "ES256"
+	}
+	if n.IDTokenAlg != "ES256" && n.IDTokenAlg != "RS256" {
+		bad("--id-token-alg: ES256 or RS256")
+	}
+	var secret string
+	svc := &Service{ID: store.NewID("svc"), Name: name, RedirectURIs: n.RedirectURIs, PostLogoutURIs: n.PostLogoutURIs,
+		Demarches: dem, AuthMethod: n.AuthMethod, IDTokenAlg: n.IDTokenAlg, Active: true}
+	switch n.AuthMethod {
+	case PrivateKeyJWT:
+		if _, err := parseClientJWKS(n.JWKS); err != nil {
+			bad("--jwks: %v", err)
+		}
+		svc.JWKS = n.JWKS
+	case ClientSecretBasic, ClientSecretPost:
+		if n.JWKS != "" {
+			bad("--jwks is only for private_key_jwt")
+		}
+		secret = store.RandomToken(32)
+		svc.SecretHash = store.Hash(secret)
+	default:
+		bad("--auth: private_key_jwt, client_secret_basic or client_secret_post")
+	}
+	if len(errs) > 0 {
+		return nil, "", errors.Join(errs...)
+	}
+	err = p.log.Write(ctx, func(tx *audit.Tx) error {
+		svc.CreatedAt = store.T(tx.Now())
+		var jwks, hash any
+		if svc.JWKS != "" {
+			jwks = svc.JWKS
+		}
+		if svc.SecretHash != "" {
+			hash = svc.SecretHash
+		}
+		if _, err := tx.Exec(`INSERT INTO services (id, name, redirect_uris, post_logout_uris, demarches, auth_method, jwks, secret_hash,
+			id_token_alg, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, svc.ID, svc.Name, svc.RedirectURIs,
+			svc.PostLogoutURIs, svc.Demarches, svc.AuthMethod, jwks, hash, svc.IDTokenAlg, svc.Active, svc.CreatedAt); err != nil {
+			return err
+		}
+		_, err := tx.Append(audit.Event{Type: audit.ServiceRegistered, Actor: actor, Service: svc.ID, Demarches: dem,
+			Detail: map[string]any{"auth_method": svc.AuthMethod, "id_token_alg": svc.IDTokenAlg, "redirect_uris": len(svc.RedirectURIs)}})
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return svc, secret, nil
+}
+
+// checkRedirect accepts absolute https URIs (http only on loopback), with
+// no fragment.
+func checkRedirect(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Fragment != "" || u.User != nil {
+		return errors.New("not an absolute URI without fragment")
+	}
+	host := u.Hostname()
+	loopback := host == "localhost" || host == "127.0.0.1" || host == "::1"
+	if u.Scheme != "https" && !(u.Scheme == "http" && loopback) {
+		return errors.New("https is required (http only on loopback)")
+	}
+	return nil
+}
+
+// parseClientJWKS reads a client's public keys: at least one signing key,
+// no private key.
+func parseClientJWKS(raw string) (*jose.JSONWebKeySet, error) {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal([]byte(raw), &set); err != nil {
+		return nil, fmt.Errorf("not a JWKS: %v", err)
+	}
+	if len(set.Keys) == 0 {
+		return nil, errors.New("the JWKS holds no key")
+	}
+	for _, k := range set.Keys {
+		if !k.IsPublic() {
+			return nil, errors.New("the JWKS holds a private key: give only the public part")
+		}
+		if !k.Valid() {
+			return nil, errors.New("the JWKS holds an invalid key")
+		}
+	}
+	return &set, nil
+}
+
+// Services lists the registered services.
+func (p *Provider) Services(ctx context.Context) ([]Service, error) {
+	var out []Service
+	err := p.db.R.SelectContext(ctx, &out, `SELECT `+serviceColumns+` FROM services ORDER BY name`)
+	return out, err
+}
+
+// Service returns a registered, active service.
+func (p *Provider) Service(ctx context.Context, id string) (*Service, error) {
+	if id == "" {
+		return nil, fmt.Errorf("service: %w", store.ErrNotFound)
+	}
+	var s Service
+	err := p.db.R.GetContext(ctx, &s, p.db.Rebind(`SELECT `+serviceColumns+` FROM services WHERE id = ? AND active = ?`), id, true)
+	if err != nil {
+		return nil, store.NotFound(err, "service "+id)
+	}
+	return &s, nil
+}
+
+// ServiceName names a service for people, "" when unknown.
+func (p *Provider) ServiceName(ctx context.Context, id string) string {
+	s, err := p.Service(ctx, id)
+	if err != nil {
+		return ""
+	}
+	return s.Name
+}
+
+// assertionAlgs are the algorithms a client may sign its assertion with.
+var assertionAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.PS256}
+
+// maxAssertionLife bounds how far in the future a client assertion may
+// expire: a long-lived assertion is a long-lived password.
+const maxAssertionLife = 10 * time.Minute
+
+// authenticate checks a token request's client authentication as the
+// client registered it, and returns the client. A private_key_jwt
+// assertion must be signed by one of the client's keys, for this token
+// endpoint, unexpired, with a jti never seen before (kept until it
+// expires).
+func (p *Provider) authenticate(ctx context.Context, form url.Values, basicUser, basicPass string, hasBasic bool) (*Service, error) {
+	if a := form.Get("client_assertion"); a != "" || form.Get("client_assertion_type") != "" {
+		if form.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" || hasBasic {
+			return nil, errInvalidClient("unsupported client authentication")
+		}
+		return p.assertion(ctx, a, form.Get("client_id"))
+	}
+	id, secret := form.Get("client_id"), form.Get("client_secret")
+	method := ClientSecretPost
+	if hasBasic {
+		if secret != "" {
+			return nil, errInvalidClient("two client authentications")
+		}
+		id, secret, method = basicUser, basicPass, ClientSecretBasic
+	}
+	svc, err := p.Service(ctx, id)
+	if err != nil {
+		return nil, errInvalidClient("unknown client")
+	}
+	if svc.AuthMethod != method || svc.SecretHash == "" ||
+		subtle.ConstantTimeCompare([]byte(store.Hash(secret)), []byte(svc.SecretHash)) != 1 {
+		return nil, errInvalidClient("client authentication failed")
+	}
+	return svc, nil
+}
+
+func (p *Provider) assertion(ctx context.Context, raw, clientID string) (*Service, error) {
+	tok, err := jose.ParseSigned(raw, assertionAlgs)
+	if err != nil || len(tok.Signatures) != 1 {
+		return nil, errInvalidClient("client assertion: not a signed JWT with an accepted algorithm")
+	}
+	var c struct {
+		Iss string   `json:"iss"`
+		Sub string   `json:"sub"`
+		Aud audience `json:"aud"`
+		Exp int64    `json:"exp"`
+		Iat int64    `json:"iat"`
+		Jti string   `json:"jti"`
+	}
+	if err := json.Unmarshal(tok.UnsafePayloadWithoutVerification(), &c); err != nil {
+		return nil, errInvalidClient("client assertion: unreadable claims")
+	}
+	if c.Iss == "" || c.Iss != c.Sub || (clientID != "" && clientID != c.Iss) {
+		return nil, errInvalidClient("client assertion: iss and sub must be the client_id")
+	}
+	svc, err := p.Service(ctx, c.Iss)
+	if err != nil {
+		// An auditor authenticates at the same endpoint (client credentials).
+		return nil, errInvalidClient("unknown client")
+	}
+	if svc.AuthMethod != PrivateKeyJWT {
+		return nil, errInvalidClient("this client does not authenticate with private_key_jwt")
+	}
+	set, err := parseClientJWKS(svc.JWKS)
+	if err != nil {
+		return nil, errInvalidClient("the client's registered keys are unusable")
+	}
+	if err := p.checkAssertion(ctx, tok, set, c.Iss, c.Aud, c.Exp, c.Jti); err != nil {
+		return nil, err
+	}
+	return svc, nil
+}
+
+// checkAssertion verifies a client assertion's signature with the
+// client's keys, its audience, its expiry, and records its jti (a replay
+// is refused).
+func (p *Provider) checkAssertion(ctx context.Context, tok *jose.JSONWebSignature, set *jose.JSONWebKeySet, client string, aud audience, exp int64, jti string) error {
+	kid := tok.Signatures[0].Header.KeyID
+	verified := false
+	for _, k := range set.Keys {
+		if kid != "" && k.KeyID != "" && k.KeyID != kid {
+			continue
+		}
+		if _, err := tok.Verify(k); err == nil {
+			verified = true
+			break
+		}
+	}
+	if !verified {
+		return errInvalidClient("client assertion: the signature does not verify with the client's keys")
+	}
+	if !aud.contains(p.issuer+"/oidc/token") && !aud.contains(p.issuer) {
+		return errInvalidClient("client assertion: the audience must be the token endpoint")
+	}
+	now := p.now()
+	expires := time.Unix(exp, 0)
+	if exp == 0 || !now.Before(expires) {
+		return errInvalidClient("client assertion: expired")
+	}
+	if expires.After(now.Add(maxAssertionLife)) {
+		return errInvalidClient("client assertion: expires too far in the future")
+	}
+	if jti == "" || len(jti) > 200 {
+		return errInvalidClient("client assertion: a jti is required")
+	}
+	err := p.log.Write(ctx, func(tx *audit.Tx) error {
+		if _, err := tx.Exec(`DELETE FROM client_assertions WHERE expires_at < ?`, store.T(tx.Now())); err != nil {
+			return err
+		}
+		_, err := tx.Exec(`INSERT INTO client_assertions (jti, client_id, expires_at) VALUES (?, ?, ?)`, jti, client, store.T(expires))
+		if store.IsConflict(err) {
+			return errInvalidClient("client assertion: already used (jti)")
+		}
+		return err
+	})
+	return err
+}
+
+// audience is a JWT aud: one string or several.
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	var one string
+	if json.Unmarshal(b, &one) == nil {
+		*a = audience{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return err
+	}
+	*a = many
+	return nil
+}
+
+func (a audience) contains(s string) bool { return slices.Contains(a, s) }
+
+// SetRedirects replaces a service's redirect and post-logout URIs
+// (service.updated).
+func (p *Provider) SetRedirects(ctx context.Context, actor audit.Actor, id string, redirects, postLogout []string) error {
+	if len(redirects) == 0 {
+		return &InvalidError{"at least one redirect URI is required"}
+	}
+	for _, u := range append(append([]string{}, redirects...), postLogout...) {
+		if err := checkRedirect(u); err != nil {
+			return &InvalidError{fmt.Sprintf("%s: %v", u, err)}
+		}
+	}
+	return p.log.Write(ctx, func(tx *audit.Tx) error {
+		res, err := tx.Exec(`UPDATE services SET redirect_uris = ?, post_logout_uris = ? WHERE id = ?`, Lines(redirects), Lines(postLogout), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("service %s: %w", id, store.ErrNotFound)
+		}
+		_, err = tx.Append(audit.Event{Type: audit.ServiceUpdated, Actor: actor, Service: id, Detail: map[string]any{"redirect_uris": len(redirects)}})
+		return err
+	})
+}

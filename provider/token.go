@@ -1,0 +1,379 @@
+package provider
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"aidants/audit"
+	"aidants/keys"
+	"aidants/mandate"
+	"aidants/store"
+)
+
+// grant is what a code, once redeemed, lets the service know.
+type grant struct {
+	Code       string
+	Service    *Service
+	Scope      string
+	Nonce      string
+	AuthTime   time.Time
+	Demarche   string
+	MandateID  string
+	MandateEnd time.Time
+	JTI        string
+	Usager     mandate.Usager
+	Aidant     struct {
+		ID, GivenName, FamilyName string
+	}
+	Org struct {
+		ID, SIRET, Name string
+	}
+}
+
+type codeRow struct {
+	ServiceID     string     `db:"service_id"`
+	RedirectURI   string     `db:"redirect_uri"`
+	CodeChallenge string     `db:"code_challenge"`
+	Nonce         string     `db:"nonce"`
+	Scope         string     `db:"scope"`
+	AidantID      string     `db:"aidant_id"`
+	OrgID         string     `db:"organisation_id"`
+	UsagerID      string     `db:"usager_id"`
+	MandateID     string     `db:"mandate_id"`
+	Demarche      string     `db:"demarche"`
+	AuthTime      store.Time `db:"auth_time"`
+	ExpiresAt     store.Time `db:"expires_at"`
+	UsedAt        store.Time `db:"used_at"`
+}
+
+// redeem exchanges a code, every check in one transaction: the code must
+// exist, be unused (a second use revokes what the first issued), younger
+// than 60 s, the client's, for the same redirect URI, with the PKCE
+// verifier of its challenge, and its mandate still active for its
+// démarche (token.issued).
+func (p *Provider) redeem(ctx context.Context, svc *Service, code, redirectURI, verifier string) (*grant, error) {
+	if code == "" || redirectURI == "" {
+		return nil, errInvalidRequest("code and redirect_uri are required")
+	}
+	if len(verifier) < 43 || len(verifier) > 128 {
+		return nil, errInvalidGrant("a PKCE code_verifier of 43 to 128 characters is required")
+	}
+	g := &grant{Code: store.Hash(code), Service: svc, JTI: store.NewID("at")}
+	var reuse bool
+	err := p.log.Write(ctx, func(tx *audit.Tx) error {
+		var c codeRow
+		if err := tx.Get(&c, `SELECT service_id, redirect_uri, code_challenge, nonce, scope, aidant_id, organisation_id, usager_id,
+			mandate_id, demarche, auth_time, expires_at, used_at FROM oidc_codes WHERE hash = ?`, g.Code); err != nil {
+			return errInvalidGrant("unknown code")
+		}
+		now := tx.Now()
+		if !c.UsedAt.IsZero() {
+			// A replayed code: whatever the first use got stops working.
+			if _, err := tx.Exec(`UPDATE oidc_tokens SET revoked_at = ? WHERE code_hash = ? AND revoked_at IS NULL`, store.T(now), g.Code); err != nil {
+				return err
+			}
+			reuse = true
+			return nil
+		}
+		switch {
+		case !now.Before(c.ExpiresAt.Time):
+			return errInvalidGrant("the code has expired")
+		case c.ServiceID != svc.ID:
+			return errInvalidGrant("the code was issued to another client")
+		case c.RedirectURI != redirectURI:
+			return errInvalidGrant("redirect_uri differs from the authorization request's")
+		}
+		sum := sha256.Sum256([]byte(verifier))
+		if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(c.CodeChallenge)) != 1 {
+			return errInvalidGrant("the code_verifier does not match the code_challenge")
+		}
+		m, err := mandate.ActiveFor(tx, c.MandateID, c.Demarche)
+		if err != nil {
+			return errInvalidGrant("the mandate is no longer active for this démarche")
+		}
+		if _, err := tx.Exec(`UPDATE oidc_codes SET used_at = ? WHERE hash = ?`, store.T(now), g.Code); err != nil {
+			return err
+		}
+		g.Scope, g.Nonce, g.AuthTime, g.Demarche, g.MandateID, g.MandateEnd = c.Scope, c.Nonce, c.AuthTime.Time, c.Demarche, m.ID, m.ExpiresAt.Time
+		if err := tx.Get(&g.Usager, `SELECT id, issuer, subject, given_name, family_name, birthdate, gender, birthplace, birthcountry,
+			COALESCE(email, '') AS email, created_at, updated_at FROM usagers WHERE id = ?`, c.UsagerID); err != nil {
+			return err
+		}
+		var names struct {
+			Given  string `db:"given_name"`
+			Family string `db:"family_name"`
+			SIRET  string `db:"siret"`
+			Org    string `db:"name"`
+		}
+		if err := tx.Get(&names, `SELECT a.given_name, a.family_name, o.siret, o.name FROM aidants a, organisations o
+			WHERE a.id = ? AND o.id = ?`, c.AidantID, c.OrgID); err != nil {
+			return err
+		}
+		g.Aidant.ID, g.Aidant.GivenName, g.Aidant.FamilyName = c.AidantID, names.Given, names.Family
+		g.Org.ID, g.Org.SIRET, g.Org.Name = c.OrgID, names.SIRET, names.Org
+		if _, err := tx.Exec(`INSERT INTO oidc_tokens (jti, code_hash, service_id, mandate_id, demarche, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			g.JTI, g.Code, svc.ID, m.ID, c.Demarche, store.T(now.Add(p.cfg.AccessTokenTTL))); err != nil {
+			return err
+		}
+		_, err = tx.Append(audit.Event{Type: audit.TokenIssued, Actor: audit.Actor{Kind: audit.ActorService, ID: svc.ID},
+			Aidant: c.AidantID, Organisation: c.OrgID, Usager: c.UsagerID, Mandate: m.ID, Service: svc.ID, Demarches: []string{c.Demarche}})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if reuse {
+		return nil, errInvalidGrant("the code was already used; the tokens it gave are revoked")
+	}
+	return g, nil
+}
+
+// claims returns what the service learns of the person (the pivot claims
+// its scopes allow) and of who acts for them.
+func (p *Provider) claims(g *grant) map[string]any {
+	c := map[string]any{
+		"sub": p.pairwise("usager", g.Usager.ID, g.Service.ID),
+		"act": map[string]any{
+			"sub":          p.pairwise("aidant", g.Aidant.ID, g.Service.ID),
+			"given_name":   g.Aidant.GivenName,
+			"family_name":  g.Aidant.FamilyName,
+			"organisation": map[string]any{"siret": g.Org.SIRET, "name": g.Org.Name},
+		},
+		"authorization_details": []map[string]any{{
+			"type": "mandate", "identifier": g.MandateID, "actions": []string{g.Demarche},
+			"expires_at": g.MandateEnd.UTC().Format(time.RFC3339),
+		}},
+	}
+	if d, ok := mandate.LookupDemarche(g.Demarche); ok {
+		c["rep_scope"] = []string{d.RepScope}
+	}
+	pivot := map[string]string{
+		"given_name": g.Usager.GivenName, "family_name": g.Usager.FamilyName, "birthdate": g.Usager.Birthdate,
+		"gender": g.Usager.Gender, "birthplace": g.Usager.Birthplace, "birthcountry": g.Usager.Birthcountry, "email": g.Usager.Email,
+	}
+	scopes := strings.Fields(g.Scope)
+	for _, name := range PivotClaims {
+		if releases(scopes, name) && (pivot[name] != "" || name == "birthplace") {
+			c[name] = pivot[name]
+		}
+	}
+	return c
+}
+
+// sign makes a compact JWS with the provider's current token key.
+func (p *Provider) sign(ctx context.Context, alg jose.SignatureAlgorithm, typ string, claims map[string]any) (string, error) {
+	signer, err := p.keys.Signer(ctx, keys.UseToken, alg, typ)
+	if err != nil {
+		return "", err
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	obj, err := signer.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return obj.CompactSerialize()
+}
+
+// tokens signs the ID token and the access token (RFC 9068) of a grant.
+func (p *Provider) tokens(ctx context.Context, g *grant) (map[string]any, error) {
+	now := p.now()
+	id := p.claims(g)
+	id["iss"], id["aud"], id["iat"], id["exp"] = p.issuer, g.Service.ID, now.Unix(), now.Add(p.cfg.IDTokenTTL).Unix()
+	id["auth_time"], id["nonce"], id["acr"] = g.AuthTime.Unix(), g.Nonce, ACR
+	idToken, err := p.sign(ctx, jose.SignatureAlgorithm(g.Service.IDTokenAlg), "JWT", id)
+	if err != nil {
+		return nil, fmt.Errorf("provider: sign ID token: %w", err)
+	}
+	at := p.claims(g)
+	for _, name := range PivotClaims {
+		delete(at, name)
+	}
+	at["iss"], at["aud"], at["client_id"], at["iat"], at["exp"] = p.issuer, p.issuer+"/oidc/userinfo", g.Service.ID, now.Unix(), now.Add(p.cfg.AccessTokenTTL).Unix()
+	at["jti"], at["scope"], at["auth_time"] = g.JTI, g.Scope, g.AuthTime.Unix()
+	access, err := p.sign(ctx, jose.ES256, "at+jwt", at)
+	if err != nil {
+		return nil, fmt.Errorf("provider: sign access token: %w", err)
+	}
+	return map[string]any{"access_token": access, "token_type": "Bearer", "expires_in": int(p.cfg.AccessTokenTTL.Seconds()),
+		"id_token": idToken, "scope": g.Scope}, nil
+}
+
+// Token serves the token endpoint: client authentication as registered,
+// then the authorization code grant (or the client credentials grant of
+// an auditor, when ClientCredentials is set).
+func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil || r.Method != http.MethodPost {
+		writeError(w, errInvalidRequest("a form POST is expected"))
+		return
+	}
+	if len(r.URL.Query()) > 0 {
+		writeError(w, errInvalidRequest("parameters go in the body, not the URL"))
+		return
+	}
+	form := r.PostForm
+	user, pass, hasBasic := r.BasicAuth()
+	if form.Get("grant_type") == "client_credentials" && p.ClientCredentials != nil {
+		p.ClientCredentials(w, r, form, hasBasic)
+		return
+	}
+	svc, err := p.authenticate(r.Context(), form, user, pass, hasBasic)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if gt := form.Get("grant_type"); gt != "authorization_code" {
+		writeError(w, &Error{http.StatusBadRequest, "unsupported_grant_type", "authorization_code only"})
+		return
+	}
+	g, err := p.redeem(r.Context(), svc, form.Get("code"), form.Get("redirect_uri"), form.Get("code_verifier"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp, err := p.tokens(r.Context(), g)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// ErrBadToken is an access token userinfo refuses.
+var ErrBadToken = errors.New("provider: invalid access token")
+
+// UserInfo serves the userinfo endpoint: a Bearer access token in the
+// Authorization header only (never in the URL or the body), signed by this
+// provider, unexpired, not revoked, whose mandate is still active for its
+// démarche; it answers the ID token's claims with the same sub.
+func (p *Provider) UserInfo(w http.ResponseWriter, r *http.Request) {
+	bad := func(d string) { writeError(w, &Error{http.StatusUnauthorized, "invalid_token", d}) }
+	if r.URL.Query().Has("access_token") {
+		bad("the access token goes in the Authorization header, never in the URL")
+		return
+	}
+	if r.Method == http.MethodPost && r.ParseForm() == nil && r.PostForm.Has("access_token") {
+		bad("the access token goes in the Authorization header, never in the body")
+		return
+	}
+	auth := r.Header.Get("Authorization")
+	if !strings.HasPrefix(auth, "Bearer ") {
+		bad("a Bearer access token is required")
+		return
+	}
+	tok, err := jose.ParseSigned(strings.TrimPrefix(auth, "Bearer "), []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil || len(tok.Signatures) != 1 {
+		bad("not an access token of this provider")
+		return
+	}
+	h := tok.Signatures[0].Protected
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != "at+jwt" {
+		bad("not an access token (typ)")
+		return
+	}
+	key, ok, err := p.keys.Public(r.Context(), h.KeyID)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !ok {
+		bad("unknown signing key")
+		return
+	}
+	payload, err := tok.Verify(key)
+	if err != nil {
+		bad("the signature does not verify")
+		return
+	}
+	var at map[string]any
+	if err := json.Unmarshal(payload, &at); err != nil {
+		bad("unreadable claims")
+		return
+	}
+	exp, _ := at["exp"].(float64)
+	if at["iss"] != p.issuer || !p.now().Before(time.Unix(int64(exp), 0)) {
+		bad("expired, or not issued here")
+		return
+	}
+	jti, _ := at["jti"].(string)
+	var row struct {
+		ServiceID string     `db:"service_id"`
+		MandateID string     `db:"mandate_id"`
+		Demarche  string     `db:"demarche"`
+		CodeHash  string     `db:"code_hash"`
+		Revoked   store.Time `db:"revoked_at"`
+	}
+	if err := p.db.R.GetContext(r.Context(), &row, p.db.Rebind(`SELECT service_id, mandate_id, demarche, code_hash, revoked_at
+		FROM oidc_tokens WHERE jti = ?`), jti); err != nil || !row.Revoked.IsZero() {
+		bad("revoked or unknown access token")
+		return
+	}
+	if err := p.mandates.CheckActive(r.Context(), row.MandateID, row.Demarche); err != nil {
+		bad("the mandate is no longer active for this démarche")
+		return
+	}
+	g, err := p.regrant(r.Context(), row.CodeHash)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p.claims(g))
+}
+
+// regrant rebuilds, for userinfo, what the code of a token granted.
+func (p *Provider) regrant(ctx context.Context, codeHash string) (*grant, error) {
+	var c codeRow
+	if err := p.db.R.GetContext(ctx, &c, p.db.Rebind(`SELECT service_id, redirect_uri, code_challenge, nonce, scope, aidant_id,
+		organisation_id, usager_id, mandate_id, demarche, auth_time, expires_at, used_at FROM oidc_codes WHERE hash = ?`), codeHash); err != nil {
+		return nil, store.NotFound(err, "code")
+	}
+	svc, err := p.Service(ctx, c.ServiceID)
+	if err != nil {
+		return nil, err
+	}
+	u, err := p.mandates.Usager(ctx, c.UsagerID)
+	if err != nil {
+		return nil, err
+	}
+	v, err := p.mandates.Get(ctx, c.OrgID, c.MandateID)
+	if err != nil {
+		return nil, err
+	}
+	g := &grant{Service: svc, Scope: c.Scope, Demarche: c.Demarche, MandateID: c.MandateID, MandateEnd: v.ExpiresAt.Time, Usager: *u}
+	g.Aidant.ID, g.Aidant.GivenName, g.Aidant.FamilyName = c.AidantID, v.AidantGiven, v.AidantFamily
+	var names struct {
+		Given  string `db:"given_name"`
+		Family string `db:"family_name"`
+	}
+	if err := p.db.R.GetContext(ctx, &names, p.db.Rebind(`SELECT given_name, family_name FROM aidants WHERE id = ?`), c.AidantID); err == nil {
+		g.Aidant.GivenName, g.Aidant.FamilyName = names.Given, names.Family
+	}
+	g.Org.ID, g.Org.SIRET, g.Org.Name = c.OrgID, v.SIRET, v.OrgName
+	return g, nil
+}
+
+// Handler serves the machine endpoints: discovery, token, userinfo.
+func (p *Provider) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		json.NewEncoder(w).Encode(p.Discovery())
+	})
+	mux.HandleFunc("POST /oidc/token", p.Token)
+	mux.HandleFunc("GET /oidc/userinfo", p.UserInfo)
+	mux.HandleFunc("POST /oidc/userinfo", p.UserInfo)
+	return mux
+}

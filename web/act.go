@@ -1,0 +1,139 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+
+	"aidants/audit"
+	"aidants/auth"
+	"aidants/provider"
+)
+
+// oidcAuthorize receives a public service's authorization request: a bad
+// client or redirect URI gets a page (never a redirect), other mistakes go
+// back to the service, and a good request waits for the aidant's choice.
+func (s *Server) oidcAuthorize(w http.ResponseWriter, r *http.Request) error {
+	req, _, err := s.provider.Authorize(r.Context(), r.URL.Query())
+	var pe *provider.PageError
+	var re *provider.RedirectError
+	switch {
+	case errors.As(err, &pe):
+		s.logger.Info("authorization request refused", "request_id", requestID(r.Context()), "reason", pe.Reason)
+		s.render(w, r, http.StatusBadRequest, "refus", &refusalPage{Page: s.base(r), Heading: "Demande non valable",
+			Message: "Le service en ligne qui vous a envoyé ici a fait une demande que nous ne pouvons pas accepter (service inconnu, ou adresse de retour non enregistrée). Par sécurité, vous n'y êtes pas renvoyé·e.",
+			Help:    "Si vous cherchiez à faire une démarche pour une personne, repassez par le site du service.", Retry: "/", RetryLabel: "Retour à l'accueil"})
+		return nil
+	case errors.As(err, &re):
+		http.Redirect(w, r, re.URL(s.provider.Issuer()), http.StatusSeeOther)
+		return nil
+	case err != nil:
+		return err
+	}
+	token, err := s.provider.Save(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/agir?demande="+url.QueryEscape(token), http.StatusSeeOther)
+	return nil
+}
+
+type actPage struct {
+	Page
+	Token   string
+	Service string
+	Search  string
+	Choices []provider.Choice
+	Asked   []string // the démarches the service asked for, if it did
+}
+
+// act shows the aidant the persons they may act for at the service.
+func (s *Server) act(w http.ResponseWriter, r *http.Request) error {
+	p := auth.PrincipalFrom(r.Context())
+	token := r.URL.Query().Get("demande")
+	if !s.fresh(w, r, r.URL.RequestURI()) {
+		return nil
+	}
+	req, svc, err := s.provider.Request(r.Context(), token)
+	if err != nil {
+		return s.requestGone(w, r)
+	}
+	page := &actPage{Page: s.base(r), Token: token, Service: svc.Name, Search: r.URL.Query().Get("q"), Asked: req.RepScope}
+	if p.IsAidant {
+		if page.Choices, err = s.provider.Eligible(r.Context(), p.OrganisationID, req, svc, page.Search); err != nil {
+			return err
+		}
+	}
+	s.render(w, r, http.StatusOK, "agir", page)
+	return nil
+}
+
+func (s *Server) requestGone(w http.ResponseWriter, r *http.Request) error {
+	s.render(w, r, http.StatusBadRequest, "refus", &refusalPage{Page: s.base(r), Heading: "Cette demande n'est plus valable",
+		Message: "La demande du service en ligne a expiré ou a déjà reçu une réponse.",
+		Help:    "Retournez sur le site du service et recommencez.", Retry: "/tableau-de-bord", RetryLabel: "Tableau de bord"})
+	return nil
+}
+
+// actChoose answers the service with a code for the chosen person. A
+// choice the aidant was not offered is refused and journaled.
+func (s *Server) actChoose(w http.ResponseWriter, r *http.Request) error {
+	p := auth.PrincipalFrom(r.Context())
+	if err := r.ParseForm(); err != nil {
+		return badRequest("Le formulaire est illisible.")
+	}
+	token := r.PostFormValue("demande")
+	if !s.fresh(w, r, "/agir?demande="+url.QueryEscape(token)) {
+		return nil
+	}
+	err := provider.ErrNotEligible // a référent without the aidant role acts for no one
+	var target string
+	if p.IsAidant {
+		target, err = s.provider.IssueCode(r.Context(), provider.Acting{AidantID: p.AidantID, OrganisationID: p.OrganisationID, AuthTime: p.AuthTime},
+			token, r.PostFormValue("mandat"), r.PostFormValue("demarche"))
+	}
+	switch {
+	case errors.Is(err, provider.ErrRequestGone):
+		return s.requestGone(w, r)
+	case errors.Is(err, provider.ErrNotEligible):
+		ev := audit.Event{Type: audit.AccessDenied, Actor: p.Actor(), Aidant: p.AidantID, Organisation: p.OrganisationID,
+			Detail: map[string]any{"object": "mandate", "id": r.PostFormValue("mandat"), "demarche": r.PostFormValue("demarche"), "path": r.Pattern}}
+		if werr := s.log.Write(r.Context(), func(tx *audit.Tx) error { _, err := tx.Append(ev); return err }); werr != nil {
+			return werr
+		}
+		return &Error{Status: http.StatusForbidden, Msg: message{"Choix impossible",
+			"Cette personne ne peut pas être choisie pour ce service (pas de mandat actif de votre structure pour cette démarche). Rien n'a été transmis au service."},
+			Err: err}
+	case err != nil:
+		return err
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+	return nil
+}
+
+// actCancel tells the service the aidant chose nobody.
+func (s *Server) actCancel(w http.ResponseWriter, r *http.Request) error {
+	target, err := s.provider.Cancel(r.Context(), r.PostFormValue("demande"))
+	if err != nil {
+		return s.requestGone(w, r)
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+	return nil
+}
+
+type leftServicePage struct {
+	Page
+	Service string
+}
+
+// oidcLogout is RP-initiated logout: back to the service only at a
+// registered address.
+func (s *Server) oidcLogout(w http.ResponseWriter, r *http.Request) error {
+	target, name := s.provider.Logout(r.Context(), r.URL.Query())
+	if target != "" {
+		http.Redirect(w, r, target, http.StatusSeeOther)
+		return nil
+	}
+	s.render(w, r, http.StatusOK, "service-quitte", &leftServicePage{Page: s.base(r), Service: name})
+	return nil
+}
