@@ -187,7 +187,7 @@ func (p *Provider) Save(ctx context.Context, r *AuthRequest) (string, error) {
 	token := store.RandomToken(24)
 	err := p.log.Write(ctx, func(tx *audit.Tx) error {
 		now := tx.Now()
-		if _, err := tx.Exec(`DELETE FROM oidc_requests WHERE expires_at < ?`, store.T(now)); err != nil {
+		if err := p.purge(tx); err != nil {
 			return err
 		}
 		_, err := tx.Exec(`INSERT INTO oidc_requests (id, service_id, redirect_uri, state, nonce, code_challenge, scope, rep_scope,

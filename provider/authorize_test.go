@@ -104,7 +104,7 @@ func TestAuthorizeIgnoresUnknownParameters(t *testing.T) {
 	q.Set("display", "page")
 	q.Set("acr_values", "eidas1")
 	q.Set("utm_source", "lettre")
-	q.Set("scope", scope+" profile offline_access")
+	q.Set("scope", scope+" offline_access address")
 	r, svc, err := e.p.Authorize(e.ctx, q)
 	if err != nil {
 		t.Fatal(err)

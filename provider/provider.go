@@ -23,6 +23,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"aidants/audit"
@@ -58,6 +60,8 @@ type Provider struct {
 	keys     *keys.Manager
 	mandates *mandate.Service
 	now      func() time.Time
+	purged   atomic.Int64 // when expired rows were last purged, Unix ms
+	services sync.Map     // id → *cachedService
 
 	// ClientCredentials, when set, serves the client credentials grant
 	// (auditors) at the same token endpoint.
@@ -158,6 +162,35 @@ func releases(scopes []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// purgeEvery is how often expired requests, codes, tokens and client
+// assertions are deleted.
+const purgeEvery = 10 * time.Second
+
+// purge deletes, at most once per purgeEvery, what has expired: pending
+// requests, codes (kept for as long as the tokens they gave may live, so
+// that a replay still revokes them), tokens and client assertions' jti.
+func (p *Provider) purge(tx *audit.Tx) error {
+	now := tx.Now()
+	last := p.purged.Load()
+	if now.UnixMilli()-last < purgeEvery.Milliseconds() || !p.purged.CompareAndSwap(last, now.UnixMilli()) {
+		return nil
+	}
+	for _, q := range []struct {
+		sql    string
+		before time.Time
+	}{
+		{`DELETE FROM oidc_requests WHERE expires_at < ?`, now},
+		{`DELETE FROM oidc_codes WHERE expires_at < ?`, now.Add(-p.cfg.AccessTokenTTL)},
+		{`DELETE FROM oidc_tokens WHERE expires_at < ?`, now},
+		{`DELETE FROM client_assertions WHERE expires_at < ?`, now},
+	} {
+		if _, err := tx.Exec(q.sql, store.T(q.before)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Discovery is the provider's metadata (OpenID Connect Discovery 1.0).

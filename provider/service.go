@@ -207,17 +207,46 @@ func (p *Provider) Services(ctx context.Context) ([]Service, error) {
 	return out, err
 }
 
+// serviceTTL is how long a service's registration is kept in memory: a
+// change made by the command line in another process is seen after it.
+const serviceTTL = 5 * time.Second
+
+type cachedService struct {
+	svc  Service
+	jwks *jose.JSONWebKeySet // parsed, for private_key_jwt
+	at   time.Time
+}
+
 // Service returns a registered, active service.
 func (p *Provider) Service(ctx context.Context, id string) (*Service, error) {
+	c, err := p.service(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	svc := c.svc
+	return &svc, nil
+}
+
+func (p *Provider) service(ctx context.Context, id string) (*cachedService, error) {
 	if id == "" {
 		return nil, fmt.Errorf("service: %w", store.ErrNotFound)
+	}
+	if v, ok := p.services.Load(id); ok {
+		if c := v.(*cachedService); time.Since(c.at) < serviceTTL {
+			return c, nil
+		}
 	}
 	var s Service
 	err := p.db.R.GetContext(ctx, &s, p.db.Rebind(`SELECT `+serviceColumns+` FROM services WHERE id = ? AND active = ?`), id, true)
 	if err != nil {
 		return nil, store.NotFound(err, "service "+id)
 	}
-	return &s, nil
+	c := &cachedService{svc: s, at: time.Now()}
+	if s.AuthMethod == PrivateKeyJWT {
+		c.jwks, _ = parseClientJWKS(s.JWKS) // nil when unusable: refused at use
+	}
+	p.services.Store(id, c)
+	return c, nil
 }
 
 // ServiceName names a service for people, "" when unknown.
@@ -239,12 +268,13 @@ const maxAssertionLife = 10 * time.Minute
 // authenticate checks a token request's client authentication as the
 // client registered it, and returns the client. A private_key_jwt
 // assertion must be signed by one of the client's keys, for this token
-// endpoint, unexpired, with a jti never seen before (kept until it
-// expires).
-func (p *Provider) authenticate(ctx context.Context, form url.Values, basicUser, basicPass string, hasBasic bool) (*Service, error) {
+// endpoint, unexpired, with a jti: the returned use is to be spent in the
+// request's transaction (a jti seen before is refused there, and kept
+// until the assertion expires).
+func (p *Provider) authenticate(ctx context.Context, form url.Values, basicUser, basicPass string, hasBasic bool) (*Service, *assertionUse, error) {
 	if a := form.Get("client_assertion"); a != "" || form.Get("client_assertion_type") != "" {
 		if form.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" || hasBasic {
-			return nil, errInvalidClient("unsupported client authentication")
+			return nil, nil, errInvalidClient("unsupported client authentication")
 		}
 		return p.assertion(ctx, a, form.Get("client_id"))
 	}
@@ -252,25 +282,25 @@ func (p *Provider) authenticate(ctx context.Context, form url.Values, basicUser,
 	method := ClientSecretPost
 	if hasBasic {
 		if secret != "" {
-			return nil, errInvalidClient("two client authentications")
+			return nil, nil, errInvalidClient("two client authentications")
 		}
 		id, secret, method = basicUser, basicPass, ClientSecretBasic
 	}
 	svc, err := p.Service(ctx, id)
 	if err != nil {
-		return nil, errInvalidClient("unknown client")
+		return nil, nil, errInvalidClient("unknown client")
 	}
 	if svc.AuthMethod != method || svc.SecretHash == "" ||
 		subtle.ConstantTimeCompare([]byte(store.Hash(secret)), []byte(svc.SecretHash)) != 1 {
-		return nil, errInvalidClient("client authentication failed")
+		return nil, nil, errInvalidClient("client authentication failed")
 	}
-	return svc, nil
+	return svc, nil, nil
 }
 
-func (p *Provider) assertion(ctx context.Context, raw, clientID string) (*Service, error) {
+func (p *Provider) assertion(ctx context.Context, raw, clientID string) (*Service, *assertionUse, error) {
 	tok, err := jose.ParseSigned(raw, assertionAlgs)
 	if err != nil || len(tok.Signatures) != 1 {
-		return nil, errInvalidClient("client assertion: not a signed JWT with an accepted algorithm")
+		return nil, nil, errInvalidClient("client assertion: not a signed JWT with an accepted algorithm")
 	}
 	var c struct {
 		Iss string   `json:"iss"`
@@ -281,33 +311,33 @@ func (p *Provider) assertion(ctx context.Context, raw, clientID string) (*Servic
 		Jti string   `json:"jti"`
 	}
 	if err := json.Unmarshal(tok.UnsafePayloadWithoutVerification(), &c); err != nil {
-		return nil, errInvalidClient("client assertion: unreadable claims")
+		return nil, nil, errInvalidClient("client assertion: unreadable claims")
 	}
 	if c.Iss == "" || c.Iss != c.Sub || (clientID != "" && clientID != c.Iss) {
-		return nil, errInvalidClient("client assertion: iss and sub must be the client_id")
+		return nil, nil, errInvalidClient("client assertion: iss and sub must be the client_id")
 	}
-	svc, err := p.Service(ctx, c.Iss)
+	cached, err := p.service(ctx, c.Iss)
 	if err != nil {
 		// An auditor authenticates at the same endpoint (client credentials).
-		return nil, errInvalidClient("unknown client")
+		return nil, nil, errInvalidClient("unknown client")
 	}
+	svc, set := cached.svc, cached.jwks
 	if svc.AuthMethod != PrivateKeyJWT {
-		return nil, errInvalidClient("this client does not authenticate with private_key_jwt")
+		return nil, nil, errInvalidClient("this client does not authenticate with private_key_jwt")
 	}
-	set, err := parseClientJWKS(svc.JWKS)
-	if err != nil {
-		return nil, errInvalidClient("the client's registered keys are unusable")
+	if set == nil {
+		return nil, nil, errInvalidClient("the client's registered keys are unusable")
 	}
-	if err := p.checkAssertion(ctx, tok, set, c.Iss, c.Aud, c.Exp, c.Jti); err != nil {
-		return nil, err
+	if err := p.checkAssertion(tok, set, c.Aud, c.Exp, c.Jti); err != nil {
+		return nil, nil, err
 	}
-	return svc, nil
+	return &svc, &assertionUse{jti: c.Jti, client: c.Iss, expires: time.Unix(c.Exp, 0)}, nil
 }
 
 // checkAssertion verifies a client assertion's signature with the
-// client's keys, its audience, its expiry, and records its jti (a replay
-// is refused).
-func (p *Provider) checkAssertion(ctx context.Context, tok *jose.JSONWebSignature, set *jose.JSONWebKeySet, client string, aud audience, exp int64, jti string) error {
+// client's keys, its audience, its expiry and that it has a jti; the
+// caller spends the jti.
+func (p *Provider) checkAssertion(tok *jose.JSONWebSignature, set *jose.JSONWebKeySet, aud audience, exp int64, jti string) error {
 	kid := tok.Signatures[0].Header.KeyID
 	verified := false
 	for _, k := range set.Keys {
@@ -336,16 +366,30 @@ func (p *Provider) checkAssertion(ctx context.Context, tok *jose.JSONWebSignatur
 	if jti == "" || len(jti) > 200 {
 		return errInvalidClient("client assertion: a jti is required")
 	}
-	err := p.log.Write(ctx, func(tx *audit.Tx) error {
-		if _, err := tx.Exec(`DELETE FROM client_assertions WHERE expires_at < ?`, store.T(tx.Now())); err != nil {
-			return err
-		}
-		_, err := tx.Exec(`INSERT INTO client_assertions (jti, client_id, expires_at) VALUES (?, ?, ?)`, jti, client, store.T(expires))
-		if store.IsConflict(err) {
-			return errInvalidClient("client assertion: already used (jti)")
-		}
+	return nil
+}
+
+// assertionUse is a verified client assertion, to be recorded in the
+// transaction of the request it authenticates: its jti is then spent,
+// whether the grant succeeds or not, and never accepted again.
+type assertionUse struct {
+	jti, client string
+	expires     time.Time
+}
+
+// spend records the assertion's jti (a replay is invalid_client) and
+// purges what has expired.
+func (p *Provider) spend(tx *audit.Tx, u *assertionUse) error {
+	if u == nil {
+		return nil
+	}
+	if err := p.purge(tx); err != nil {
 		return err
-	})
+	}
+	_, err := tx.Exec(`INSERT INTO client_assertions (jti, client_id, expires_at) VALUES (?, ?, ?)`, u.jti, u.client, store.T(u.expires))
+	if store.IsConflict(err) {
+		return errInvalidClient("client assertion: already used (jti)")
+	}
 	return err
 }
 
@@ -379,6 +423,7 @@ func (p *Provider) SetRedirects(ctx context.Context, actor audit.Actor, id strin
 			return &InvalidError{fmt.Sprintf("%s: %v", u, err)}
 		}
 	}
+	defer p.services.Delete(id)
 	return p.log.Write(ctx, func(tx *audit.Tx) error {
 		res, err := tx.Exec(`UPDATE services SET redirect_uris = ?, post_logout_uris = ? WHERE id = ?`, Lines(redirects), Lines(postLogout), id)
 		if err != nil {

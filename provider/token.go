@@ -56,79 +56,29 @@ type codeRow struct {
 	UsedAt        store.Time `db:"used_at"`
 }
 
-// redeem exchanges a code, every check in one transaction: the code must
-// exist, be unused (a second use revokes what the first issued), younger
-// than 60 s, the client's, for the same redirect URI, with the PKCE
-// verifier of its challenge, and its mandate still active for its
-// démarche (token.issued).
-func (p *Provider) redeem(ctx context.Context, svc *Service, code, redirectURI, verifier string) (*grant, error) {
-	if code == "" || redirectURI == "" {
-		return nil, errInvalidRequest("code and redirect_uri are required")
-	}
-	if len(verifier) < 43 || len(verifier) > 128 {
-		return nil, errInvalidGrant("a PKCE code_verifier of 43 to 128 characters is required")
-	}
+// redeem exchanges a code, every check in one transaction, which also
+// spends the client's assertion: the code must exist, be unused (a second
+// use revokes what the first issued), younger than 60 s, the client's,
+// for the same redirect URI, with the PKCE verifier of its challenge, and
+// its mandate still active for its démarche (token.issued).
+func (p *Provider) redeem(ctx context.Context, svc *Service, use *assertionUse, code, redirectURI, verifier string) (*grant, error) {
 	g := &grant{Code: store.Hash(code), Service: svc, JTI: store.NewID("at")}
 	var reuse bool
+	var refused error // a refusal that still spends the assertion
 	err := p.log.Write(ctx, func(tx *audit.Tx) error {
-		var c codeRow
-		if err := tx.Get(&c, `SELECT service_id, redirect_uri, code_challenge, nonce, scope, aidant_id, organisation_id, usager_id,
-			mandate_id, demarche, auth_time, expires_at, used_at FROM oidc_codes WHERE hash = ?`, g.Code); err != nil {
-			return errInvalidGrant("unknown code")
-		}
-		now := tx.Now()
-		if !c.UsedAt.IsZero() {
-			// A replayed code: whatever the first use got stops working.
-			if _, err := tx.Exec(`UPDATE oidc_tokens SET revoked_at = ? WHERE code_hash = ? AND revoked_at IS NULL`, store.T(now), g.Code); err != nil {
-				return err
-			}
-			reuse = true
-			return nil
-		}
-		switch {
-		case !now.Before(c.ExpiresAt.Time):
-			return errInvalidGrant("the code has expired")
-		case c.ServiceID != svc.ID:
-			return errInvalidGrant("the code was issued to another client")
-		case c.RedirectURI != redirectURI:
-			return errInvalidGrant("redirect_uri differs from the authorization request's")
-		}
-		sum := sha256.Sum256([]byte(verifier))
-		if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(c.CodeChallenge)) != 1 {
-			return errInvalidGrant("the code_verifier does not match the code_challenge")
-		}
-		m, err := mandate.ActiveFor(tx, c.MandateID, c.Demarche)
-		if err != nil {
-			return errInvalidGrant("the mandate is no longer active for this démarche")
-		}
-		if _, err := tx.Exec(`UPDATE oidc_codes SET used_at = ? WHERE hash = ?`, store.T(now), g.Code); err != nil {
+		if err := p.spend(tx, use); err != nil {
 			return err
 		}
-		g.Scope, g.Nonce, g.AuthTime, g.Demarche, g.MandateID, g.MandateEnd = c.Scope, c.Nonce, c.AuthTime.Time, c.Demarche, m.ID, m.ExpiresAt.Time
-		if err := tx.Get(&g.Usager, `SELECT id, issuer, subject, given_name, family_name, birthdate, gender, birthplace, birthcountry,
-			COALESCE(email, '') AS email, created_at, updated_at FROM usagers WHERE id = ?`, c.UsagerID); err != nil {
-			return err
+		refused = p.exchange(tx, g, &reuse, redirectURI, verifier, code)
+		var e *Error
+		if errors.As(refused, &e) {
+			return nil // every refusal comes before any change: only the jti is kept
 		}
-		var names struct {
-			Given  string `db:"given_name"`
-			Family string `db:"family_name"`
-			SIRET  string `db:"siret"`
-			Org    string `db:"name"`
-		}
-		if err := tx.Get(&names, `SELECT a.given_name, a.family_name, o.siret, o.name FROM aidants a, organisations o
-			WHERE a.id = ? AND o.id = ?`, c.AidantID, c.OrgID); err != nil {
-			return err
-		}
-		g.Aidant.ID, g.Aidant.GivenName, g.Aidant.FamilyName = c.AidantID, names.Given, names.Family
-		g.Org.ID, g.Org.SIRET, g.Org.Name = c.OrgID, names.SIRET, names.Org
-		if _, err := tx.Exec(`INSERT INTO oidc_tokens (jti, code_hash, service_id, mandate_id, demarche, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			g.JTI, g.Code, svc.ID, m.ID, c.Demarche, store.T(now.Add(p.cfg.AccessTokenTTL))); err != nil {
-			return err
-		}
-		_, err = tx.Append(audit.Event{Type: audit.TokenIssued, Actor: audit.Actor{Kind: audit.ActorService, ID: svc.ID},
-			Aidant: c.AidantID, Organisation: c.OrgID, Usager: c.UsagerID, Mandate: m.ID, Service: svc.ID, Demarches: []string{c.Demarche}})
-		return err
+		return refused
 	})
+	if err == nil {
+		err = refused
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +86,80 @@ func (p *Provider) redeem(ctx context.Context, svc *Service, code, redirectURI, 
 		return nil, errInvalidGrant("the code was already used; the tokens it gave are revoked")
 	}
 	return g, nil
+}
+
+// exchange runs the checks and changes of a code exchange in tx. The
+// refusals (*Error) all come before the first change.
+func (p *Provider) exchange(tx *audit.Tx, g *grant, reuse *bool, redirectURI, verifier, code string) error {
+	svc := g.Service
+	if code == "" || redirectURI == "" {
+		return errInvalidRequest("code and redirect_uri are required")
+	}
+	if len(verifier) < 43 || len(verifier) > 128 {
+		return errInvalidGrant("a PKCE code_verifier of 43 to 128 characters is required")
+	}
+	var c codeRow
+	if err := tx.Get(&c, `SELECT service_id, redirect_uri, code_challenge, nonce, scope, aidant_id, organisation_id, usager_id,
+		mandate_id, demarche, auth_time, expires_at, used_at FROM oidc_codes WHERE hash = ?`, g.Code); err != nil {
+		return errInvalidGrant("unknown code")
+	}
+	now := tx.Now()
+	if !c.UsedAt.IsZero() {
+		// A replayed code: whatever the first use got stops working.
+		if _, err := tx.Exec(`UPDATE oidc_tokens SET revoked_at = ? WHERE code_hash = ? AND revoked_at IS NULL`, store.T(now), g.Code); err != nil {
+			return err
+		}
+		*reuse = true
+		return nil
+	}
+	switch {
+	case !now.Before(c.ExpiresAt.Time):
+		return errInvalidGrant("the code has expired")
+	case c.ServiceID != svc.ID:
+		return errInvalidGrant("the code was issued to another client")
+	case c.RedirectURI != redirectURI:
+		return errInvalidGrant("redirect_uri differs from the authorization request's")
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(c.CodeChallenge)) != 1 {
+		return errInvalidGrant("the code_verifier does not match the code_challenge")
+	}
+	m, err := mandate.ActiveFor(tx, c.MandateID, c.Demarche)
+	if err != nil {
+		return errInvalidGrant("the mandate is no longer active for this démarche")
+	}
+	if _, err := tx.Exec(`UPDATE oidc_codes SET used_at = ? WHERE hash = ?`, store.T(now), g.Code); err != nil {
+		return err
+	}
+	g.Scope, g.Nonce, g.AuthTime, g.Demarche, g.MandateID, g.MandateEnd = c.Scope, c.Nonce, c.AuthTime.Time, c.Demarche, m.ID, m.ExpiresAt.Time
+	if err := tx.Get(&g.Usager, `SELECT id, issuer, subject, given_name, family_name, birthdate, gender, birthplace, birthcountry,
+		COALESCE(email, '') AS email, created_at, updated_at FROM usagers WHERE id = ?`, c.UsagerID); err != nil {
+		return err
+	}
+	var names struct {
+		Given  string `db:"given_name"`
+		Family string `db:"family_name"`
+		SIRET  string `db:"siret"`
+		Org    string `db:"name"`
+	}
+	if err := tx.Get(&names, `SELECT a.given_name, a.family_name, o.siret, o.name FROM aidants a, organisations o
+		WHERE a.id = ? AND o.id = ?`, c.AidantID, c.OrgID); err != nil {
+		return err
+	}
+	g.Aidant.ID, g.Aidant.GivenName, g.Aidant.FamilyName = c.AidantID, names.Given, names.Family
+	g.Org.ID, g.Org.SIRET, g.Org.Name = c.OrgID, names.SIRET, names.Org
+	// Userinfo answers these very claims for as long as the token lives.
+	claims, err := json.Marshal(p.claims(g))
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(`INSERT INTO oidc_tokens (jti, code_hash, service_id, mandate_id, demarche, expires_at, claims) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		g.JTI, g.Code, svc.ID, m.ID, c.Demarche, store.T(now.Add(p.cfg.AccessTokenTTL)), string(claims)); err != nil {
+		return err
+	}
+	_, err = tx.Append(audit.Event{Type: audit.TokenIssued, Actor: audit.Actor{Kind: audit.ActorService, ID: svc.ID},
+		Aidant: c.AidantID, Organisation: c.OrgID, Usager: c.UsagerID, Mandate: m.ID, Service: svc.ID, Demarches: []string{c.Demarche}})
+	return err
 }
 
 // claims returns what the service learns of the person (the pivot claims
@@ -229,16 +253,22 @@ func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
 		p.ClientCredentials(w, r, form, hasBasic)
 		return
 	}
-	svc, err := p.authenticate(r.Context(), form, user, pass, hasBasic)
+	svc, use, err := p.authenticate(r.Context(), form, user, pass, hasBasic)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	if gt := form.Get("grant_type"); gt != "authorization_code" {
+		if use != nil { // the assertion is spent all the same
+			if err := p.log.Write(r.Context(), func(tx *audit.Tx) error { return p.spend(tx, use) }); err != nil {
+				writeError(w, err)
+				return
+			}
+		}
 		writeError(w, &Error{http.StatusBadRequest, "unsupported_grant_type", "authorization_code only"})
 		return
 	}
-	g, err := p.redeem(r.Context(), svc, form.Get("code"), form.Get("redirect_uri"), form.Get("code_verifier"))
+	g, err := p.redeem(r.Context(), svc, use, form.Get("code"), form.Get("redirect_uri"), form.Get("code_verifier"))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -314,8 +344,9 @@ func (p *Provider) UserInfo(w http.ResponseWriter, r *http.Request) {
 		Demarche  string     `db:"demarche"`
 		CodeHash  string     `db:"code_hash"`
 		Revoked   store.Time `db:"revoked_at"`
+		Claims    string     `db:"claims"`
 	}
-	if err := p.db.R.GetContext(r.Context(), &row, p.db.Rebind(`SELECT service_id, mandate_id, demarche, code_hash, revoked_at
+	if err := p.db.R.GetContext(r.Context(), &row, p.db.Rebind(`SELECT service_id, mandate_id, demarche, code_hash, revoked_at, claims
 		FROM oidc_tokens WHERE jti = ?`), jti); err != nil || !row.Revoked.IsZero() {
 		bad("revoked or unknown access token")
 		return
@@ -324,44 +355,7 @@ func (p *Provider) UserInfo(w http.ResponseWriter, r *http.Request) {
 		bad("the mandate is no longer active for this démarche")
 		return
 	}
-	g, err := p.regrant(r.Context(), row.CodeHash)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, p.claims(g))
-}
-
-// regrant rebuilds, for userinfo, what the code of a token granted.
-func (p *Provider) regrant(ctx context.Context, codeHash string) (*grant, error) {
-	var c codeRow
-	if err := p.db.R.GetContext(ctx, &c, p.db.Rebind(`SELECT service_id, redirect_uri, code_challenge, nonce, scope, aidant_id,
-		organisation_id, usager_id, mandate_id, demarche, auth_time, expires_at, used_at FROM oidc_codes WHERE hash = ?`), codeHash); err != nil {
-		return nil, store.NotFound(err, "code")
-	}
-	svc, err := p.Service(ctx, c.ServiceID)
-	if err != nil {
-		return nil, err
-	}
-	u, err := p.mandates.Usager(ctx, c.UsagerID)
-	if err != nil {
-		return nil, err
-	}
-	v, err := p.mandates.Get(ctx, c.OrgID, c.MandateID)
-	if err != nil {
-		return nil, err
-	}
-	g := &grant{Service: svc, Scope: c.Scope, Demarche: c.Demarche, MandateID: c.MandateID, MandateEnd: v.ExpiresAt.Time, Usager: *u}
-	g.Aidant.ID, g.Aidant.GivenName, g.Aidant.FamilyName = c.AidantID, v.AidantGiven, v.AidantFamily
-	var names struct {
-		Given  string `db:"given_name"`
-		Family string `db:"family_name"`
-	}
-	if err := p.db.R.GetContext(ctx, &names, p.db.Rebind(`SELECT given_name, family_name FROM aidants WHERE id = ?`), c.AidantID); err == nil {
-		g.Aidant.GivenName, g.Aidant.FamilyName = names.Given, names.Family
-	}
-	g.Org.ID, g.Org.SIRET, g.Org.Name = c.OrgID, v.SIRET, v.OrgName
-	return g, nil
+	writeJSON(w, http.StatusOK, json.RawMessage(row.Claims))
 }
 
 // Handler serves the machine endpoints: discovery, token, userinfo.

@@ -29,6 +29,9 @@ type options struct {
 	writers  []int
 	postgres bool
 	rounds   int
+
+	flows       bool
+	flowClients int
 }
 
 func main() {
@@ -41,6 +44,8 @@ func main() {
 	flag.DurationVar(&o.seconds, "duration", 3*time.Second, "how long each write measurement runs")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each write measurement, interleaved; medians are reported")
 	flag.BoolVar(&o.postgres, "postgres", true, "also measure writes on PostgreSQL (needs initdb)")
+	flag.BoolVar(&o.flows, "flows", true, "measure act-on-behalf flows over loopback HTTP (builds and runs the aidants binary)")
+	flag.IntVar(&o.flowClients, "flow-clients", 32, "concurrent clients for the act-on-behalf flows")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run")
 	flag.Parse()
 	for _, s := range strings.Split(sizes, ",") {
@@ -101,6 +106,11 @@ func logf(format string, args ...any) {
 }
 
 func runAll(ctx context.Context, o options, r *report) error {
+	if o.flows {
+		if err := benchFlows(ctx, o, r); err != nil {
+			return err
+		}
+	}
 	if err := benchWrites(ctx, o, r); err != nil {
 		return err
 	}

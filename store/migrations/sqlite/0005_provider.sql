@@ -54,7 +54,8 @@ CREATE TABLE oidc_tokens (
     mandate_id       TEXT NOT NULL,
     demarche         TEXT NOT NULL,
     expires_at       BIGINT NOT NULL,
-    revoked_at       BIGINT
+    revoked_at       BIGINT,
+    claims           TEXT NOT NULL               -- what userinfo answers (the ID token's claims but iss, aud, nonce, times)
 );
 CREATE INDEX oidc_tokens_code ON oidc_tokens(code_hash);
 
@@ -64,3 +65,9 @@ CREATE TABLE client_assertions (
     expires_at  BIGINT NOT NULL,
     PRIMARY KEY (client_id, jti)
 );
+
+-- What has expired is purged every few seconds, through these indexes.
+CREATE INDEX oidc_requests_expiry ON oidc_requests(expires_at);
+CREATE INDEX oidc_codes_expiry ON oidc_codes(expires_at);
+CREATE INDEX oidc_tokens_expiry ON oidc_tokens(expires_at);
+CREATE INDEX client_assertions_expiry ON client_assertions(expires_at);

@@ -6,11 +6,12 @@
 // the result on stdout. Usage: node client.mjs ISSUER CLIENT_ID JWK_FILE REDIRECT_URI
 import * as client from 'openid-client';
 import { readFileSync } from 'node:fs';
+import { webcrypto } from 'node:crypto';
 import { createInterface } from 'node:readline';
 
 const [issuer, clientId, jwkFile, redirectURI] = process.argv.slice(2);
 const jwk = JSON.parse(readFileSync(jwkFile, 'utf8'));
-const key = await crypto.subtle.importKey('jwk', jwk, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
+const key = await webcrypto.subtle.importKey('jwk', jwk, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
 
 const config = await client.discovery(new URL(issuer), clientId,
   { id_token_signed_response_alg: 'ES256' },
