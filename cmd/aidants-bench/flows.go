@@ -433,13 +433,27 @@ func benchFlows(ctx context.Context, o options, r *report) error {
 			return fmt.Errorf("mandate for %s: %w", p, err)
 		}
 	}
-	agents := make([]*agent, o.flowClients)
-	for i := range agents {
-		agents[i] = newAgent(s, clientID, key, redirect)
-		if err := agents[i].signIn("dev-aidant-camille"); err != nil {
+	var all []*agent
+	for _, n := range o.flowClients {
+		for len(all) < n {
+			a := newAgent(s, clientID, key, redirect)
+			if err := a.signIn("dev-aidant-camille"); err != nil {
+				return err
+			}
+			all = append(all, a)
+		}
+		res, err := measureFlows(s, all[:n], o)
+		if err != nil {
 			return err
 		}
+		r.flows = append(r.flows, res)
 	}
+	return nil
+}
+
+// measureFlows runs the flows with the given clients, interleaved with the
+// baseline, and returns the medians.
+func measureFlows(s *server, agents []*agent, o options) (flowResult, error) {
 	flow := func(a *agent, i int) error { return a.flow(i) }
 	health := func(a *agent, _ int) error {
 		resp, _, err := a.get(s.url + "/healthz")
@@ -450,7 +464,7 @@ func benchFlows(ctx context.Context, o options, r *report) error {
 	}
 	logf("flows: warming up with %d clients", len(agents))
 	if _, _, failed, err := runClients(agents, time.Second, flow); failed > 0 {
-		return fmt.Errorf("flows: %d failed, first: %w", failed, err)
+		return flowResult{}, fmt.Errorf("flows: %d failed, first: %w", failed, err)
 	}
 	var rounds []flowResult
 	var bases []float64
@@ -459,17 +473,17 @@ func benchFlows(ctx context.Context, o options, r *report) error {
 		n, lat, failed, err := runClients(agents, o.seconds, flow)
 		ws := s.writerStats().minus(before)
 		if failed > 0 {
-			return fmt.Errorf("flows: %d failed, first: %w", failed, err)
+			return flowResult{}, fmt.Errorf("flows: %d failed, first: %w", failed, err)
 		}
 		res := flowResult{clients: len(agents), flows: n, elapsed: o.seconds, p50: pct(lat, 50), p99: pct(lat, 99), writer: ws}
 		rounds = append(rounds, res)
 		b, _, failed, err := runClients(agents, o.seconds, health)
 		if failed > 0 {
-			return fmt.Errorf("healthz: %d failed, first: %w", failed, err)
+			return flowResult{}, fmt.Errorf("healthz: %d failed, first: %w", failed, err)
 		}
 		bases = append(bases, float64(b)/o.seconds.Seconds())
-		logf("flows: round %d: %s flows/s (p50 %s, p99 %s), healthz %s/s; writer: %.0f batches, %.1f units each, commit %.1f ms, batch %.1f ms",
-			round+1, num(res.rate()), ms(res.p50), ms(res.p99), num(bases[round]), ws.batches, ws.units/ws.batches,
+		logf("flows: %d clients, round %d: %s flows/s (p50 %s, p99 %s), healthz %s/s; writer: %.0f batches, %.1f units each, commit %.1f ms, batch %.1f ms",
+			len(agents), round+1, num(res.rate()), ms(res.p50), ms(res.p99), num(bases[round]), ws.batches, ws.units/ws.batches,
 			1000*ws.commitSeconds/ws.batches, 1000*ws.batchSeconds/ws.batches)
 	}
 	sort.Slice(rounds, func(i, j int) bool { return rounds[i].rate() < rounds[j].rate() })
@@ -477,6 +491,5 @@ func benchFlows(ctx context.Context, o options, r *report) error {
 	res := rounds[len(rounds)/2]
 	res.baseline = bases[len(bases)/2]
 	res.serverRSS = s.peakRSS()
-	r.flows = &res
-	return nil
+	return res, nil
 }

@@ -31,7 +31,7 @@ type options struct {
 	rounds   int
 
 	flows       bool
-	flowClients int
+	flowClients []int
 }
 
 func main() {
@@ -45,7 +45,8 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each write measurement, interleaved; medians are reported")
 	flag.BoolVar(&o.postgres, "postgres", true, "also measure writes on PostgreSQL (needs initdb)")
 	flag.BoolVar(&o.flows, "flows", true, "measure act-on-behalf flows over loopback HTTP (builds and runs the aidants binary)")
-	flag.IntVar(&o.flowClients, "flow-clients", 32, "concurrent clients for the act-on-behalf flows")
+	var flowClients string
+	flag.StringVar(&flowClients, "flow-clients", "32,128", "concurrent clients for the act-on-behalf flows")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run")
 	flag.Parse()
 	for _, s := range strings.Split(sizes, ",") {
@@ -64,6 +65,13 @@ func main() {
 			fatal(fmt.Errorf("-writers: %q", s))
 		}
 		o.writers = append(o.writers, n)
+	}
+	for _, s := range strings.Split(flowClients, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fatal(fmt.Errorf("-flow-clients: %q", s))
+		}
+		o.flowClients = append(o.flowClients, n)
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)

@@ -20,7 +20,7 @@ type report struct {
 	ceiling        writeResult
 	rssAfterWrites int64
 	logs           []logResult
-	flows          *flowResult
+	flows          []flowResult
 	notes          []string
 }
 
@@ -207,27 +207,35 @@ func (r *report) markdown() string {
 		p("| a person's last 100 events p99 < 10 ms | %s | %s |", ms(last.historyP99), verdict(last.historyP99 < 10*time.Millisecond))
 		p("")
 	}
-	if f := r.flows; f != nil {
+	if len(r.flows) > 0 {
 		p("## Acting on behalf: complete flows over loopback HTTP")
 		p("")
-		p("The service built and started as its own process (`aidants serve --dev`, SQLite, request logs on), and %d", f.clients)
-		p("concurrent clients on the same two cores, each an aidant's browser with its own session and a public service")
-		p("registered with `private_key_jwt`. One flow is: `GET /oidc/authorize` → the chooser page → `POST /agir` (the")
-		p("choice among three persons with a mandate: `mandate.used` journaled) → `POST /oidc/token` with a fresh client")
-		p("assertion (`token.issued` journaled; ID token and access token signed ES256) → `GET /oidc/userinfo`: five HTTP")
-		p("requests, two durable audit events. The clients do not verify the tokens' signatures (the provider's work is what")
-		p("is measured; they still take CPU from it). The baseline, in the same run with the same clients, is `GET /healthz`.")
-		p("%d rounds of %s each, interleaved with the baseline; medians.", r.opts.rounds, r.opts.seconds)
+		p("The service built and started as its own process (`aidants serve --dev`, SQLite `synchronous=FULL`, request")
+		p("logs on), and concurrent clients on the same two cores, each an aidant's browser with its own session and a")
+		p("public service registered with `private_key_jwt`. One flow is: `GET /oidc/authorize` → the chooser page →")
+		p("`POST /agir` (the choice among three persons with a mandate: `mandate.used` journaled) → `POST /oidc/token`")
+		p("with a fresh client assertion (`token.issued` journaled; ID token and access token signed ES256) →")
+		p("`GET /oidc/userinfo`: five HTTP requests and three durable commits (the pending request, the code, the")
+		p("exchange; now and then the session's touch). The clients do not verify the tokens' signatures (the provider's")
+		p("work is what is measured; they still take CPU from it). The baseline, in the same run with the same clients, is")
+		p("`GET /healthz`. %d rounds of %s each, interleaved with the baseline; medians.", r.opts.rounds, r.opts.seconds)
 		p("")
-		p("| clients | flows/s | flow p50 | flow p99 | `/healthz` requests/s | flow ÷ `/healthz` round trip | server peak RSS |")
-		p("|---:|---:|---:|---:|---:|---:|---:|")
-		p("| %d | %s | %s | %s | %s | 1 flow = %.1f round trips | %.0f MB |", f.clients, num(f.rate()), ms(f.p50), ms(f.p99), num(f.baseline),
-			f.baseline/f.rate(), float64(f.serverRSS)/(1<<20))
+		p("| clients | flows/s | flow p50 | flow p99 | audit units per commit | `/healthz` requests/s | a flow costs | server peak RSS |")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|")
+		best := r.flows[0]
+		for _, f := range r.flows {
+			p("| %d | %s | %s | %s | %.1f | %s | %.0f round trips | %.0f MB |", f.clients, num(f.rate()), ms(f.p50), ms(f.p99),
+				f.writer.units/max(f.writer.batches, 1), num(f.baseline), f.baseline/f.rate(), float64(f.serverRSS)/(1<<20))
+			if f.rate() > best.rate() {
+				best = f
+			}
+		}
 		p("")
 		p("| target (SPEC §10) | measured | verdict |")
 		p("|---|---|---|")
-		p("| ≥ 1,000 complete flows/s on 2 cores | %s/s | %s |", num(f.rate()), verdict(f.rate() >= 1000))
-		p("| resident memory while serving < 200 MB | %.0f MB | %s |", float64(f.serverRSS)/(1<<20), verdict(f.serverRSS < 200<<20))
+		p("| ≥ 1,000 complete flows/s on 2 cores | %s/s (%d clients) | %s |", num(best.rate()), best.clients, verdict(best.rate() >= 1000))
+		last := r.flows[len(r.flows)-1]
+		p("| resident memory while serving < 200 MB | %.0f MB | %s |", float64(last.serverRSS)/(1<<20), verdict(last.serverRSS < 200<<20))
 		p("")
 	}
 	for _, n := range r.notes {
