@@ -305,6 +305,9 @@ func (p *Provider) IssueCode(ctx context.Context, a Acting, token, mandateID, de
 		if err := tx.Get(&n, `SELECT COUNT(*) FROM oidc_requests WHERE id = ?`, r.ID); err != nil || n != 1 {
 			return ErrRequestGone
 		}
+		if !slices.Contains(svc.RedirectURIs, r.RedirectURI) { // unregistered since the request
+			return ErrRequestGone
+		}
 		m, err := mandate.ActiveFor(tx, mandateID, demarche)
 		if err != nil || m.OrganisationID != a.OrganisationID || !slices.Contains(Fit(m, svc, r, tx.Now()), demarche) {
 			return ErrNotEligible

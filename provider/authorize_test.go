@@ -258,3 +258,16 @@ func sameSet(a, b []string) bool {
 	slices.Sort(b)
 	return slices.Equal(a, b)
 }
+
+// A pending request whose redirect URI the service has since removed gets
+// no code: the browser is never sent to an address no longer registered.
+func TestRequestDiesWithItsRedirectURI(t *testing.T) {
+	e := newEnv(t, storetest.Open(t, store.SQLite))
+	f := e.begin(e.jwt, nil)
+	if err := e.p.SetRedirects(e.ctx, operator, e.jwt.svc.ID, []string{"https://nouveau.example.fr/retour"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, e.mA.ID, "argent"); !errors.Is(err, provider.ErrRequestGone) {
+		t.Errorf("a code after the redirect URI was removed: err = %v, want ErrRequestGone", err)
+	}
+}

@@ -423,6 +423,9 @@ func (p *Provider) SetRedirects(ctx context.Context, actor audit.Actor, id strin
 			return &InvalidError{fmt.Sprintf("%s: %v", u, err)}
 		}
 	}
+	// Forget the registration before and after the change, so that no
+	// reader keeps the old one past the commit.
+	p.services.Delete(id)
 	defer p.services.Delete(id)
 	return p.log.Write(ctx, func(tx *audit.Tx) error {
 		res, err := tx.Exec(`UPDATE services SET redirect_uris = ?, post_logout_uris = ? WHERE id = ?`, Lines(redirects), Lines(postLogout), id)

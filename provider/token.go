@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -100,8 +101,10 @@ func (p *Provider) exchange(tx *audit.Tx, g *grant, reuse *bool, redirectURI, ve
 	}
 	var c codeRow
 	if err := tx.Get(&c, `SELECT service_id, redirect_uri, code_challenge, nonce, scope, aidant_id, organisation_id, usager_id,
-		mandate_id, demarche, auth_time, expires_at, used_at FROM oidc_codes WHERE hash = ?`, g.Code); err != nil {
+		mandate_id, demarche, auth_time, expires_at, used_at FROM oidc_codes WHERE hash = ?`, g.Code); errors.Is(err, sql.ErrNoRows) {
 		return errInvalidGrant("unknown code")
+	} else if err != nil {
+		return err
 	}
 	now := tx.Now()
 	if !c.UsedAt.IsZero() {
@@ -125,8 +128,10 @@ func (p *Provider) exchange(tx *audit.Tx, g *grant, reuse *bool, redirectURI, ve
 		return errInvalidGrant("the code_verifier does not match the code_challenge")
 	}
 	m, err := mandate.ActiveFor(tx, c.MandateID, c.Demarche)
-	if err != nil {
+	if errors.Is(err, mandate.ErrRevoked) || errors.Is(err, mandate.ErrExpired) || errors.Is(err, store.ErrNotFound) {
 		return errInvalidGrant("the mandate is no longer active for this démarche")
+	} else if err != nil {
+		return err
 	}
 	if _, err := tx.Exec(`UPDATE oidc_codes SET used_at = ? WHERE hash = ?`, store.T(now), g.Code); err != nil {
 		return err
@@ -299,11 +304,12 @@ func (p *Provider) UserInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	auth := r.Header.Get("Authorization")
-	if !strings.HasPrefix(auth, "Bearer ") {
+	scheme, raw, _ := strings.Cut(auth, " ")
+	if !strings.EqualFold(scheme, "Bearer") || raw == "" { // the scheme is case-insensitive (RFC 7235)
 		bad("a Bearer access token is required")
 		return
 	}
-	tok, err := jose.ParseSigned(strings.TrimPrefix(auth, "Bearer "), []jose.SignatureAlgorithm{jose.ES256})
+	tok, err := jose.ParseSigned(strings.TrimSpace(raw), []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil || len(tok.Signatures) != 1 {
 		bad("not an access token of this provider")
 		return
@@ -333,8 +339,8 @@ func (p *Provider) UserInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	exp, _ := at["exp"].(float64)
-	if at["iss"] != p.issuer || !p.now().Before(time.Unix(int64(exp), 0)) {
-		bad("expired, or not issued here")
+	if at["iss"] != p.issuer || at["aud"] != p.issuer+"/oidc/userinfo" || !p.now().Before(time.Unix(int64(exp), 0)) {
+		bad("expired, or not issued here for userinfo")
 		return
 	}
 	jti, _ := at["jti"].(string)
@@ -349,6 +355,10 @@ func (p *Provider) UserInfo(w http.ResponseWriter, r *http.Request) {
 	if err := p.db.R.GetContext(r.Context(), &row, p.db.Rebind(`SELECT service_id, mandate_id, demarche, code_hash, revoked_at, claims
 		FROM oidc_tokens WHERE jti = ?`), jti); err != nil || !row.Revoked.IsZero() {
 		bad("revoked or unknown access token")
+		return
+	}
+	if _, err := p.service(r.Context(), row.ServiceID); err != nil {
+		bad("the service is no longer registered")
 		return
 	}
 	if err := p.mandates.CheckActive(r.Context(), row.MandateID, row.Demarche); err != nil {

@@ -59,6 +59,18 @@ func TestUserinfoTakesOnlyAValidBearerToken(t *testing.T) {
 		fs, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: forger, KeyID: kid}},
 			(&jose.SignerOptions{}).WithType("at+jwt"))
 		forged := sign(t, fs, payload)
+		// The access token's claims for another audience, properly typed and
+		// signed by the provider's own token key.
+		atSigner, err := e.keys.Signer(e.ctx, keys.UseToken, jose.ES256, "at+jwt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := map[string]any{}
+		for k, v := range payload {
+			other[k] = v
+		}
+		other["aud"] = "https://ailleurs.example.fr"
+		otherAudience := sign(t, atSigner, other)
 		parts := strings.Split(at, ".")
 		sig := []byte(parts[2])
 		sig[10] = map[bool]byte{true: 'B', false: 'A'}[sig[10] == 'A']
@@ -85,6 +97,7 @@ func TestUserinfoTakesOnlyAValidBearerToken(t *testing.T) {
 			{"the ID token", id, nil},
 			{"the access token's claims typed JWT", asJWT, nil},
 			{"not a JWT", "abc.def.ghi", nil},
+			{"an access token for another audience", otherAudience, nil},
 		}
 		for _, c := range cases {
 			r := e.userinfo(c.token, c.edit)
@@ -95,6 +108,11 @@ func TestUserinfoTakesOnlyAValidBearerToken(t *testing.T) {
 		}
 		if r := e.userinfo(at, nil); r.status != http.StatusOK {
 			t.Fatalf("the refused attempts broke the token: %d %v", r.status, r.body)
+		}
+		// The scheme's name is case-insensitive (RFC 7235 §2.1).
+		lower := func(r *http.Request) { r.Header.Set("Authorization", "bearer "+at) }
+		if r := e.userinfo(at, lower); r.status != http.StatusOK {
+			t.Fatalf("userinfo with the scheme in lower case: %d %v", r.status, r.body)
 		}
 		e.clock.add(5*time.Minute + time.Second)
 		wantError(t, "an expired access token", e.userinfo(at, nil), http.StatusUnauthorized, "invalid_token")
