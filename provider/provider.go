@@ -110,6 +110,20 @@ func errInvalidRequest(d string) error {
 	return &Error{http.StatusBadRequest, "invalid_request", d}
 }
 
+// WriteError answers an OAuth error (*Error) as JSON, any other error as
+// server_error; for the endpoints that share the provider's token
+// endpoint.
+func WriteError(w http.ResponseWriter, err error) { writeError(w, err) }
+
+// WriteJSON answers v as an uncacheable JSON document.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+// InvalidRequest, InvalidScope and UnauthorizedClient are OAuth errors for
+// the grants served beside the provider's own.
+func InvalidRequest(d string) error     { return errInvalidRequest(d) }
+func InvalidScope(d string) error       { return &Error{http.StatusBadRequest, "invalid_scope", d} }
+func UnauthorizedClient(d string) error { return &Error{http.StatusBadRequest, "unauthorized_client", d} }
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")

@@ -297,24 +297,62 @@ func (p *Provider) authenticate(ctx context.Context, form url.Values, basicUser,
 	return svc, nil, nil
 }
 
-func (p *Provider) assertion(ctx context.Context, raw, clientID string) (*Service, *assertionUse, error) {
+// assertionClaims are the claims of a client assertion (RFC 7523 §3).
+type assertionClaims struct {
+	Iss string   `json:"iss"`
+	Sub string   `json:"sub"`
+	Aud audience `json:"aud"`
+	Exp int64    `json:"exp"`
+	Iat int64    `json:"iat"`
+	Jti string   `json:"jti"`
+}
+
+// parseAssertion reads a client assertion, not yet verified.
+func parseAssertion(raw, clientID string) (*jose.JSONWebSignature, *assertionClaims, error) {
 	tok, err := jose.ParseSigned(raw, assertionAlgs)
 	if err != nil || len(tok.Signatures) != 1 {
 		return nil, nil, errInvalidClient("client assertion: not a signed JWT with an accepted algorithm")
 	}
-	var c struct {
-		Iss string   `json:"iss"`
-		Sub string   `json:"sub"`
-		Aud audience `json:"aud"`
-		Exp int64    `json:"exp"`
-		Iat int64    `json:"iat"`
-		Jti string   `json:"jti"`
-	}
+	var c assertionClaims
 	if err := json.Unmarshal(tok.UnsafePayloadWithoutVerification(), &c); err != nil {
 		return nil, nil, errInvalidClient("client assertion: unreadable claims")
 	}
 	if c.Iss == "" || c.Iss != c.Sub || (clientID != "" && clientID != c.Iss) {
 		return nil, nil, errInvalidClient("client assertion: iss and sub must be the client_id")
+	}
+	return tok, &c, nil
+}
+
+// ClientAssertion authenticates a token request of a client that is not a
+// public service (an auditor, for the client credentials grant) by
+// private_key_jwt: keysOf returns the client's registered keys. The
+// assertion's jti is spent at once.
+func (p *Provider) ClientAssertion(ctx context.Context, form url.Values, keysOf func(ctx context.Context, clientID string) (*jose.JSONWebKeySet, error)) (string, error) {
+	if form.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" || form.Get("client_assertion") == "" {
+		return "", errInvalidClient("private_key_jwt client authentication is required")
+	}
+	tok, c, err := parseAssertion(form.Get("client_assertion"), form.Get("client_id"))
+	if err != nil {
+		return "", err
+	}
+	set, err := keysOf(ctx, c.Iss)
+	if err != nil || set == nil {
+		return "", errInvalidClient("unknown client")
+	}
+	if err := p.checkAssertion(tok, set, c.Aud, c.Exp, c.Jti); err != nil {
+		return "", err
+	}
+	use := &assertionUse{jti: c.Jti, client: c.Iss, expires: time.Unix(c.Exp, 0)}
+	if err := p.log.Write(ctx, func(tx *audit.Tx) error { return p.spend(tx, use) }); err != nil {
+		return "", err
+	}
+	return c.Iss, nil
+}
+
+func (p *Provider) assertion(ctx context.Context, raw, clientID string) (*Service, *assertionUse, error) {
+	tok, c, err := parseAssertion(raw, clientID)
+	if err != nil {
+		return nil, nil, err
 	}
 	cached, err := p.service(ctx, c.Iss)
 	if err != nil {

@@ -52,6 +52,8 @@ type Deps struct {
 	Mandates *mandate.Service
 	Keys     *keys.Manager
 	Provider *provider.Provider
+	// AuditEvents serves the auditors' query API (nil: not served).
+	AuditEvents http.HandlerFunc
 	// ServiceName names a public service for people (nil: "un service en
 	// ligne").
 	ServiceName func(ctx context.Context, id string) string
@@ -59,15 +61,16 @@ type Deps struct {
 
 // Server serves the service.
 type Server struct {
-	opts     Options
-	pages    *templates.Set
-	auth     *auth.Service
-	log      *audit.Log
-	dir      *org.Directory
-	mandates *mandate.Service
-	keys     *keys.Manager
-	provider *provider.Provider
-	services func(ctx context.Context, id string) string
+	opts        Options
+	pages       *templates.Set
+	auth        *auth.Service
+	log         *audit.Log
+	dir         *org.Directory
+	mandates    *mandate.Service
+	keys        *keys.Manager
+	provider    *provider.Provider
+	auditEvents http.HandlerFunc
+	services    func(ctx context.Context, id string) string
 
 	browser *http.ServeMux
 	api     *http.ServeMux
@@ -92,7 +95,8 @@ func New(opts Options, d Deps) (*Server, error) {
 	}
 	s := &Server{
 		opts: opts, pages: pages, auth: d.Auth, log: d.Log, dir: d.Dir, mandates: d.Mandates, keys: d.Keys, provider: d.Provider, services: d.ServiceName,
-		browser: http.NewServeMux(), api: http.NewServeMux(), root: http.NewServeMux(),
+		auditEvents: d.AuditEvents,
+		browser:     http.NewServeMux(), api: http.NewServeMux(), root: http.NewServeMux(),
 		logger: opts.Logger,
 	}
 	s.metrics = newMetrics(opts.Registry, d.Log)
@@ -171,6 +175,9 @@ func (s *Server) routes() {
 	a.Handle("GET /audit/proof/inclusion", s.apiHandler(s.auditInclusion))
 	a.Handle("GET /audit/proof/consistency", s.apiHandler(s.auditConsistency))
 
+	if s.auditEvents != nil {
+		a.Handle("GET /api/audit/events", s.auditEvents)
+	}
 	if s.provider != nil {
 		ph := s.provider.Handler()
 		for _, p := range []string{"GET /.well-known/openid-configuration", "POST /oidc/token", "GET /oidc/userinfo", "POST /oidc/userinfo"} {
@@ -179,7 +186,7 @@ func (s *Server) routes() {
 	}
 	browser := s.common(s.browserMiddleware(b))
 	api := s.common(s.apiMiddleware(a))
-	for _, p := range []string{"/healthz", "/metrics", "/audit/", "/oidc/jwks", "/oidc/token", "/oidc/userinfo", "/.well-known/"} {
+	for _, p := range []string{"/healthz", "/metrics", "/audit/", "/api/", "/oidc/jwks", "/oidc/token", "/oidc/userinfo", "/.well-known/"} {
 		s.root.Handle(p, api)
 	}
 	s.root.Handle("/", browser)

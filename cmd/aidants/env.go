@@ -1,6 +1,7 @@
 package main
 
 import (
+	"aidants/auditor"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -173,6 +174,7 @@ type instance struct {
 	keys     *keys.Manager
 	mandates *mandate.Service
 	provider *provider.Provider
+	auditors *auditor.API
 	logger   *slog.Logger
 }
 
@@ -232,7 +234,9 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*instanc
 		db.Close()
 		return nil, err
 	}
-	return &instance{cfg: cfg, db: db, log: log, dir: org.New(log), keys: km, mandates: ms, provider: prov, logger: logger}, nil
+	auditors := auditor.New(db, log, km, prov, nil)
+	prov.ClientCredentials = auditors.ClientCredentials
+	return &instance{cfg: cfg, db: db, log: log, dir: org.New(log), keys: km, mandates: ms, provider: prov, auditors: auditors, logger: logger}, nil
 }
 
 func (i *instance) Close() {

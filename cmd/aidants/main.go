@@ -70,6 +70,10 @@ func commands() map[string]command {
 		"audit keygen":         {"generate a checkpoint signing key: --origin ORIGIN", cmdAuditKeygen},
 		"audit verify-receipt": {"check a receipt offline: FILE [--key VKEY] (default: this instance's key)", cmdAuditVerifyReceipt},
 		"mandate verify":       {"verify a signed mandate: FILE (a .jwt file, or - for stdin)", cmdMandateVerify},
+		"keys rotate":          {"new signing keys for ID tokens and mandates (old ones stay published until what they signed expires)", cmdKeysRotate},
+		"auditor add":          {"register an auditor: --name N (--jwks FILE | --jwks-uri URL) (--all | --organisations SIRET,… | --services client_id,…)", cmdAuditorAdd},
+		"auditor list":         {"list auditors", cmdAuditorList},
+		"backup":               {"write a consistent copy of the database while serving: backup FILE", cmdBackup},
 		"service add":          {"register a public service: --name N --redirect-uri U [--post-logout-uri U] --demarches code,code [--auth private_key_jwt --jwks FILE | --auth client_secret_basic] [--id-token-alg RS256]", cmdServiceAdd},
 		"service list":         {"list public services", cmdServiceList},
 	}

@@ -130,7 +130,7 @@ func wire(ctx context.Context, in *instance, env *envFlags, metricsToken string)
 		FormActions:  []string{cfg.AidantsProvider.Issuer, cfg.FranceConnect.Issuer},
 		MetricsToken: metricsToken, Logger: in.logger, Registry: reg,
 	}, web.Deps{Auth: authSvc, Log: in.log, Dir: in.dir, Mandates: in.mandates, Keys: in.keys,
-		Provider: in.provider, ServiceName: in.provider.ServiceName})
+		Provider: in.provider, ServiceName: in.provider.ServiceName, AuditEvents: in.auditors.Events})
 	if err != nil {
 		return nil, err
 	}
