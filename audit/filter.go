@@ -19,6 +19,10 @@ type Filter struct {
 	Restricted    bool
 	Organisations []string
 	Services      []string
+
+	// Newest reads newest first: Query's after is then the index to read
+	// below (-1 for the newest).
+	Newest bool
 }
 
 // queryChunk is how many events Query reads at a time: a query's memory
@@ -39,8 +43,14 @@ func (l *Log) Query(ctx context.Context, f Filter, after int64, limit int, each 
 		if n == 0 {
 			return nil
 		}
-		batch, err := l.entries(ctx, `SELECT idx, body FROM audit_events WHERE idx > ?`+where+` ORDER BY idx LIMIT ?`,
-			append(append([]any{after}, args...), n)...)
+		q := `SELECT idx, body FROM audit_events WHERE idx > ?` + where + ` ORDER BY idx LIMIT ?`
+		if f.Newest {
+			if after < 0 {
+				after = 1 << 62
+			}
+			q = `SELECT idx, body FROM audit_events WHERE idx < ?` + where + ` ORDER BY idx DESC LIMIT ?`
+		}
+		batch, err := l.entries(ctx, q, append(append([]any{after}, args...), n)...)
 		if err != nil {
 			return err
 		}

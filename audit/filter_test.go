@@ -53,6 +53,8 @@ func TestQueryFiltersAndScope(t *testing.T) {
 			{"scope and a filter outside it", audit.Filter{Organisation: "org_b", Restricted: true, Organisations: []string{"org_a"}}, -1, 0, "[]"},
 			{"an empty scope", audit.Filter{Restricted: true}, -1, 0, "[]"},
 			{"from the future", audit.Filter{From: time.Now().Add(time.Hour)}, -1, 0, "[]"},
+			{"newest first", audit.Filter{Newest: true}, -1, 3, "[3 2 1]"},
+			{"newest first, below 2", audit.Filter{Newest: true, Organisation: "org_a"}, 2, 0, "[0]"},
 			{"until the future", audit.Filter{To: time.Now().Add(time.Hour)}, -1, 0, "[0 1 2 3]"},
 		}
 		for _, c := range cases {

@@ -184,3 +184,46 @@ func (s *Service) LogoutAidant(w http.ResponseWriter, r *http.Request) (string, 
 	s.clearCookie(w, aidantCookie)
 	return s.ProviderLogoutURL(r.Context(), Aidants, hint), nil
 }
+
+// ErrNotMember is a switch to an organisation the aidant cannot work in.
+var ErrNotMember = errors.New("auth: not a usable membership of this aidant")
+
+// SwitchOrganisation makes orgID the current organisation of the aidant's
+// session (aidant.organisation_switched): every list and action follows
+// it from the next request.
+func (s *Service) SwitchOrganisation(ctx context.Context, p *Principal, orgID string) error {
+	return s.log.Write(ctx, func(tx *audit.Tx) error {
+		ms, err := org.UsableMemberships(tx, p.AidantID)
+		if err != nil {
+			return err
+		}
+		ok := false
+		for _, m := range ms {
+			ok = ok || m.OrganisationID == orgID
+		}
+		if !ok {
+			return ErrNotMember
+		}
+		if _, err := tx.Exec(`UPDATE sessions SET organisation_id = ? WHERE id = ? AND ended_at IS NULL`, orgID, p.SessionID); err != nil {
+			return err
+		}
+		_, err = tx.Append(audit.Event{Type: audit.AidantOrganisationSwitch, Actor: p.Actor(), Aidant: p.AidantID, Organisation: orgID,
+			Detail: map[string]any{"from": p.OrganisationID}})
+		return err
+	})
+}
+
+// Organisations lists the organisations the aidant can work in.
+func (s *Service) Organisations(ctx context.Context, aidantID string) ([]org.Membership, error) {
+	ms, err := s.dir.Memberships(ctx, aidantID)
+	if err != nil {
+		return nil, err
+	}
+	out := ms[:0]
+	for _, m := range ms {
+		if m.Usable() {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}

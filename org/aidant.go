@@ -292,3 +292,32 @@ func (d *Directory) BindIdentity(ctx context.Context, actor audit.Actor, aidantI
 		return err
 	})
 }
+
+// SetMemberActive disables or re-enables an aidant in one organisation
+// (aidant.disabled, or aidant.updated with active true): a référent acts
+// on their own organisation only, and the aidant's other memberships are
+// untouched. The aidant's open sessions in that organisation end at their
+// next request.
+func (d *Directory) SetMemberActive(ctx context.Context, actor audit.Actor, orgID, aidantID string, active bool) error {
+	return d.log.Write(ctx, func(tx *audit.Tx) error {
+		var was bool
+		if err := tx.Get(&was, `SELECT active FROM memberships WHERE aidant_id = ? AND organisation_id = ?`, aidantID, orgID); err != nil {
+			return store.NotFound(err, "aidant")
+		}
+		if was == active {
+			if active {
+				return invalid("aidant", "this aidant is already enabled")
+			}
+			return invalid("aidant", "this aidant is already disabled")
+		}
+		if _, err := tx.Exec(`UPDATE memberships SET active = ? WHERE aidant_id = ? AND organisation_id = ?`, active, aidantID, orgID); err != nil {
+			return err
+		}
+		ev := audit.Event{Type: audit.AidantDisabled, Actor: actor, Aidant: aidantID, Organisation: orgID}
+		if active {
+			ev.Type, ev.Detail = audit.AidantUpdated, map[string]any{"active": true}
+		}
+		_, err := tx.Append(ev)
+		return err
+	})
+}

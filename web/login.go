@@ -42,7 +42,9 @@ func (s *Server) connexion(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) aidantLogin(w http.ResponseWriter, r *http.Request) error {
 	ret := r.URL.Query().Get("retour")
 	if !auth.LocalPath(ret) {
-		ret = "/tableau-de-bord"
+		// An aidant of several organisations picks the current one first;
+		// the others go on to their dashboard.
+		ret = "/structures?apres=connexion"
 	}
 	target, err := s.auth.BeginAidantLogin(w, r, ret)
 	if err != nil {
@@ -142,6 +144,7 @@ type dashboardPage struct {
 	Page
 	Mandates []mandate.View
 	Now      time.Time
+	Several  bool // the aidant works in several organisations
 }
 
 // dashboard shows the aidant their organisation's active mandates.
@@ -154,6 +157,10 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) error {
 	if len(ms) > 10 {
 		ms = ms[:10]
 	}
-	s.render(w, r, http.StatusOK, "tableau-de-bord", &dashboardPage{Page: s.base(r), Mandates: ms, Now: s.now()})
+	orgs, err := s.auth.Organisations(r.Context(), p.AidantID)
+	if err != nil {
+		return err
+	}
+	s.render(w, r, http.StatusOK, "tableau-de-bord", &dashboardPage{Page: s.base(r), Mandates: ms, Now: s.now(), Several: len(orgs) > 1})
 	return nil
 }

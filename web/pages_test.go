@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"aidants/auth"
 	"aidants/mandate"
+	"aidants/org"
 	"aidants/provider"
 	"aidants/store"
 	"aidants/templates"
@@ -56,6 +58,13 @@ func samples() map[string]any {
 		"agir": &actPage{Page: base, Token: "tok", Service: "Service des impôts", Asked: store.List{"argent"},
 			Choices: []provider.Choice{{MandateID: "man_1", GivenName: "Joséphine", FamilyName: "Lefèvre", Birthdate: "1948-03-12", Demarches: []string{"argent", "social"}}}},
 		"service-quitte": &leftServicePage{Page: base, Service: "Service des impôts"},
+		"structure": &structurePage{Page: base, Org: &org.Organisation{ID: "org_1", Name: "France Services", SIRET: "98765432100015"},
+			Aidants: []org.AidantRow{{Aidant: org.Aidant{ID: "aid_2", GivenName: "Dominique", FamilyName: "Bernard", Email: "d@example.org", HabilitatedUntil: "2027-01-01", Active: true},
+				Membership: org.Membership{IsAidant: true, Active: true}}}, Demarches: []demarcheChoice{{Code: "argent", Label: "Argent", Checked: true}}, Today: "2026-03-12",
+			Problem: "Indiquez le prénom.", Form: url.Values{"email": {"x@example.org"}}},
+		"structure-journal": &structureJournalPage{Page: base, Lines: []journalLine{{Index: 4, When: now, Label: "Aidant désactivé", Aidant: "Dominique Bernard", Demarches: []string{"argent"}}},
+			Labels: eventLabels, Types: []string{"aidant.disabled"}, Query: url.Values{"type": {"aidant.disabled"}}, Older: "/structure/journal?avant=4", CSV: "/structure/journal.csv?type=aidant.disabled"},
+		"structures":     &structuresPage{Page: base, Memberships: []org.Membership{{OrganisationID: "org_1", OrgName: "France Services", OrgSIRET: "98765432100015"}}},
 		"journal-public": &journalPage{Page: base, Checkpoint: "o\n1\nAA==\n", Size: 1, Key: "o+1+AA", Origin: "o"},
 	}
 }

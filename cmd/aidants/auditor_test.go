@@ -302,3 +302,49 @@ func TestAuditorTokenNeedsAValidAssertion(t *testing.T) {
 		t.Errorf("a forged signature: %d", r.status)
 	}
 }
+
+func TestAuditorCommands(t *testing.T) {
+	dir := t.TempDir()
+	c := cli{t, []string{"--dev", "--data", dir}}
+	c.ok("migrate")
+	c.ok("org", "add", "--name", "Structure", "--siret", demoSIRET)
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k := jose.JSONWebKey{Key: priv, KeyID: "a1", Algorithm: "ES256", Use: "sig"}
+	pub, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{k.Public()}})
+	all, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{k}})
+	pubFile, privFile := filepath.Join(dir, "pub.json"), filepath.Join(dir, "priv.json")
+	os.WriteFile(pubFile, pub, 0o600)
+	os.WriteFile(privFile, all, 0o600)
+	out := c.ok("auditor", "add", "--name", "Inspection générale", "--jwks", pubFile, "--organisations", demoSIRET)
+	if !strings.Contains(out, "client_id: adt_") || !strings.Contains(out, "scope: organisations org_") {
+		t.Fatalf("auditor add said:\n%s", out)
+	}
+	c.ok("auditor", "add", "--name", "Cour des comptes", "--jwks-uri", "https://ccomptes.example.fr/jwks", "--all")
+	list := c.ok("auditor", "list")
+	for _, want := range []string{"Inspection générale", "organisations org_", "Cour des comptes", "all", "https://ccomptes.example.fr/jwks"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("auditor list lacks %q:\n%s", want, list)
+		}
+	}
+	base := []string{"auditor", "add", "--name", "X"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{append(base, "--jwks", pubFile), "give the scope"},
+		{append(base, "--jwks", pubFile, "--all", "--organisations", demoSIRET), "give the scope"},
+		{append(base, "--all"), "--jwks FILE or --jwks-uri URL"},
+		{append(base, "--jwks", privFile, "--all"), "private key"},
+		{append(base, "--jwks-uri", "http://clair.example.fr/jwks", "--all"), "https URL"},
+		{append(base, "--jwks", pubFile, "--organisations", secondSIRET), "no organisation with SIRET"},
+		{append(base, "--jwks", pubFile, "--services", "svc_inconnu"), "not a registered service"},
+	} {
+		_, err := c.run(tc.args...)
+		if err == nil || !strings.Contains(oneLine(err), tc.want) {
+			t.Errorf("aidants %s: %v, want %q", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
+	if after := c.ok("auditor", "list"); after != list {
+		t.Errorf("a mistake registered an auditor:\n%s", after)
+	}
+}
