@@ -120,9 +120,11 @@ func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, 
 
 // InvalidRequest, InvalidScope and UnauthorizedClient are OAuth errors for
 // the grants served beside the provider's own.
-func InvalidRequest(d string) error     { return errInvalidRequest(d) }
-func InvalidScope(d string) error       { return &Error{http.StatusBadRequest, "invalid_scope", d} }
-func UnauthorizedClient(d string) error { return &Error{http.StatusBadRequest, "unauthorized_client", d} }
+func InvalidRequest(d string) error { return errInvalidRequest(d) }
+func InvalidScope(d string) error   { return &Error{http.StatusBadRequest, "invalid_scope", d} }
+func UnauthorizedClient(d string) error {
+	return &Error{http.StatusBadRequest, "unauthorized_client", d}
+}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	h := w.Header()
