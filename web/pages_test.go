@@ -63,7 +63,7 @@ func samples() map[string]any {
 				Membership: org.Membership{IsAidant: true, Active: true}}}, Demarches: []demarcheChoice{{Code: "argent", Label: "Argent", Checked: true}}, Today: "2026-03-12",
 			Problem: "Indiquez le prénom.", Form: url.Values{"email": {"x@example.org"}}},
 		"structure-journal": &structureJournalPage{Page: base, Lines: []journalLine{{Index: 4, When: now, Label: "Aidant désactivé", Aidant: "Dominique Bernard", Demarches: []string{"argent"}}},
-			Labels: eventLabels, Types: []string{"aidant.disabled"}, Query: url.Values{"type": {"aidant.disabled"}}, Older: "/structure/journal?avant=4", CSV: "/structure/journal.csv?type=aidant.disabled"},
+			Labels: eventLabels, Types: []string{"aidant.disabled"}, Persons: []person{{"usa_1", "Joséphine Lefèvre"}}, Query: url.Values{"type": {"aidant.disabled"}}, Older: "/structure/journal?avant=4", CSV: "/structure/journal.csv?type=aidant.disabled"},
 		"structures":     &structuresPage{Page: base, Memberships: []org.Membership{{OrganisationID: "org_1", OrgName: "France Services", OrgSIRET: "98765432100015"}}},
 		"journal-public": &journalPage{Page: base, Checkpoint: "o\n1\nAA==\n", Size: 1, Key: "o+1+AA", Origin: "o"},
 	}

@@ -234,10 +234,13 @@ type journalLine struct {
 	Mandate   string
 }
 
+type person struct{ ID, Name string }
+
 type structureJournalPage struct {
 	Page
 	Lines   []journalLine
 	Aidants []org.AidantRow
+	Persons []person // with a mandate of the organisation
 	Types   []string
 	Labels  map[string]string
 	Query   url.Values
@@ -270,6 +273,10 @@ func (s *Server) structureJournal(w http.ResponseWriter, r *http.Request) error 
 	for t := range eventLabels {
 		page.Types = append(page.Types, t)
 	}
+	for id, name := range names.usagers {
+		page.Persons = append(page.Persons, person{id, name})
+	}
+	slices.SortFunc(page.Persons, func(a, b person) int { return strings.Compare(a.Name, b.Name) })
 	slices.Sort(page.Types)
 	err = s.log.Query(r.Context(), f, before, journalPageSize, func(e audit.Entry) error {
 		page.Lines = append(page.Lines, names.line(e))

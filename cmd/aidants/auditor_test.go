@@ -4,8 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"aidants/devidp"
 )
@@ -201,6 +204,21 @@ func TestAuditorSeesOnlyItsScope(t *testing.T) {
 	queries++
 	if len(first.Events) != 1 || first.Next == nil {
 		t.Fatalf("first page: %+v", first)
+	}
+	// The leaf hash is the event's, and proves it in the signed tree.
+	ev := first.Events[0]
+	if want := tlog.RecordHash(ev.Event); ev.LeafHash != base64.StdEncoding.EncodeToString(want[:]) {
+		t.Errorf("leaf hash %s is not the event's", ev.LeafHash)
+	}
+	size, root, _ := thirdPartyCheckpoint(t, s.URL)
+	_, proofBody := fetch(t, fmt.Sprintf("%s/audit/proof/inclusion?index=%d&size=%d", s.URL, ev.Index, size))
+	var proof struct {
+		LeafHash tlog.Hash   `json:"leaf_hash"`
+		Hashes   []tlog.Hash `json:"hashes"`
+	}
+	json.Unmarshal(proofBody, &proof)
+	if err := tlog.CheckRecord(proof.Hashes, size, root, ev.Index, tlog.RecordHash(ev.Event)); err != nil {
+		t.Errorf("the event's inclusion proof: %v", err)
 	}
 	second := page(tokAll, "type=mandate.created&limit=1&after="+*first.Next)
 	queries++

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,6 +16,8 @@ import (
 
 	"aidants/devidp"
 	"aidants/keys"
+	"aidants/store"
+	"aidants/store/storetest"
 )
 
 // TestBackupWhileServingRestoresAndVerifies: a copy taken while aidants
@@ -155,4 +158,21 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+func TestBackupOnPostgreSQL(t *testing.T) {
+	if _, err := exec.LookPath("pg_restore"); err != nil {
+		storetest.SkipOrFail(t, "pg_dump and pg_restore are not installed")
+	}
+	c := cli{t: t, base: []string{"--config", productionConfig(t, store.Postgres)}}
+	c.ok("migrate")
+	c.ok("org", "add", "--name", "Structure", "--siret", demoSIRET)
+	file := filepath.Join(t.TempDir(), "copie.dump")
+	if out := c.ok("backup", file); !strings.Contains(out, "pg_restore") {
+		t.Fatalf("backup said: %s", out)
+	}
+	list, err := exec.Command("pg_restore", "--list", file).CombinedOutput()
+	if err != nil || !strings.Contains(string(list), "audit_events") || !strings.Contains(string(list), "organisations") {
+		t.Fatalf("pg_restore --list: %v\n%s", err, list)
+	}
 }

@@ -128,10 +128,12 @@ func TestReferentManagesTheTeamAndOnlyTheirs(t *testing.T) {
 	if n := count(t, db, `SELECT COUNT(*) FROM audit_events WHERE type = 'audit.exported'`); n != 1 {
 		t.Errorf("%d audit.exported events", n)
 	}
-	// Nothing of the other organisation in the unfiltered journal.
-	_, _, body = get(t, ref, s.URL+"/structure/journal")
-	if strings.Contains(body, "Yanis") {
-		t.Error("the journal shows another organisation's aidant")
+	// Nothing of the other organisation in the journal, even asked by id.
+	for _, q := range []string{"", "?aidant=" + yanis} {
+		_, _, body = get(t, ref, s.URL+"/structure/journal"+q)
+		if strings.Contains(body, "<td>Yanis Roux</td>") || strings.Contains(body, "<td>"+yanis+"</td>") {
+			t.Errorf("the journal%s shows another organisation's aidant", q)
+		}
 	}
 }
 
