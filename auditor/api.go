@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/jmoiron/sqlx"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"aidants/audit"
@@ -130,7 +131,14 @@ func (api *API) Events(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	if msg := outOfScope(a, f); msg != "" {
+	msg := outOfScope(a, f)
+	if msg == "" {
+		if msg, err = api.outOfOrganisations(r, a, f); err != nil {
+			apiError(w, http.StatusInternalServerError, "server_error", "the scope could not be checked")
+			return
+		}
+	}
+	if msg != "" {
 		api.denied(r, a, q, msg)
 		apiError(w, http.StatusForbidden, "insufficient_scope", msg)
 		return
@@ -164,19 +172,20 @@ func (api *API) Events(w http.ResponseWriter, r *http.Request) {
 	case "ndjson":
 		h.Set("Content-Type", "application/x-ndjson")
 		enc := json.NewEncoder(bw)
-		api.log.Query(r.Context(), f, after, limit, func(e audit.Entry) error { return enc.Encode(line(e)) })
+		abortOn(api.log.Query(r.Context(), f, after, limit, func(e audit.Entry) error { return enc.Encode(line(e)) }))
 	case "csv":
 		h.Set("Content-Type", "text/csv; charset=utf-8")
 		h.Set("Content-Disposition", `attachment; filename="journal.csv"`)
 		cw := csv.NewWriter(bw)
 		cw.Write([]string{"index", "leaf_hash", "time", "type", "actor", "organisation", "aidant", "usager", "mandate", "service", "demarches", "event"})
-		api.log.Query(r.Context(), f, after, limit, func(e audit.Entry) error {
+		err := api.log.Query(r.Context(), f, after, limit, func(e audit.Entry) error {
 			ev := e.Event
 			cw.Write([]string{strconv.FormatInt(e.Index, 10), leafHash(e.Body), ev.Time.UTC().Format(time.RFC3339Nano), ev.Type,
 				ev.Actor.Kind + ":" + ev.Actor.ID, ev.Organisation, ev.Aidant, ev.Usager, ev.Mandate, ev.Service,
 				strings.Join(ev.Demarches, " "), string(e.Body)})
 			return cw.Error()
 		})
+		abortOn(err)
 		cw.Flush()
 	default:
 		var page []eventLine
@@ -305,6 +314,50 @@ func outOfScope(a *Auditor, f audit.Filter) string {
 		return "this service is outside your scope"
 	}
 	return ""
+}
+
+// abortOn cuts a streamed export that failed half-way, so that the client
+// sees a broken transfer rather than a complete-looking file.
+func abortOn(err error) {
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// outOfOrganisations checks, for an auditor limited to organisations, that
+// an aidant, person or mandate named by the filters belongs to them: a
+// filter outside the scope is refused (SPEC §8.4), not merely answered
+// with nothing.
+func (api *API) outOfOrganisations(r *http.Request, a *Auditor, f audit.Filter) (string, error) {
+	if a.All || len(a.Organisations) == 0 {
+		return "", nil
+	}
+	in := func(q string, arg string) (bool, error) {
+		query, args, err := sqlx.In(q, arg, []string(a.Organisations))
+		if err != nil {
+			return false, err
+		}
+		var n int
+		err = api.db.R.GetContext(r.Context(), &n, api.db.Rebind(query), args...)
+		return n > 0, err
+	}
+	for _, c := range []struct{ value, query, msg string }{
+		{f.Aidant, `SELECT COUNT(*) FROM memberships WHERE aidant_id = ? AND organisation_id IN (?)`, "this aidant is outside your scope"},
+		{f.Mandate, `SELECT COUNT(*) FROM mandates WHERE id = ? AND organisation_id IN (?)`, "this mandate is outside your scope"},
+		{f.Usager, `SELECT COUNT(*) FROM mandates WHERE usager_id = ? AND organisation_id IN (?)`, "this person is outside your scope"},
+	} {
+		if c.value == "" {
+			continue
+		}
+		ok, err := in(c.query, c.value)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return c.msg, nil
+		}
+	}
+	return "", nil
 }
 
 // denied journals an out-of-scope query.

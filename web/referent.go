@@ -85,10 +85,22 @@ func (s *Server) structureAddAidant(w http.ResponseWriter, r *http.Request) erro
 		return badRequest("Le formulaire est illisible.")
 	}
 	f := r.PostForm
+	// Habilitations are the operator's (SPEC §2): the new aidant waits for
+	// one, and cannot sign in before.
 	n := org.NewAidant{OrganisationID: p.OrganisationID, Email: f.Get("email"), GivenName: f.Get("prenom"), FamilyName: f.Get("nom"),
-		HabilitatedUntil: f.Get("habilitation"), Referent: f.Get("referent") == "oui", Aidant: f.Get("aidant") == "oui"}
+		HabilitatedUntil: s.now().In(mandate.Paris).AddDate(0, 0, -1).Format(time.DateOnly),
+		Referent:         f.Get("referent") == "oui", Aidant: f.Get("aidant") == "oui"}
 	if !n.Referent && !n.Aidant {
 		return s.renderStructure(w, r, http.StatusBadRequest, "Choisissez au moins un rôle : aidant, référent, ou les deux.", f)
+	}
+	// A référent adds new people only: an existing aidant (of this or
+	// another organisation) is the operator's to attach, so that nothing
+	// of another organisation shows here.
+	if _, err := s.dir.AidantByEmail(r.Context(), n.Email); err == nil {
+		return s.renderStructure(w, r, http.StatusBadRequest,
+			"Cette adresse ne peut pas être ajoutée depuis cette page. Si la personne est déjà aidante ailleurs, demandez à l'opérateur de l'ajouter à votre structure.", f)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
 	}
 	if _, err := s.dir.AddAidant(r.Context(), p.Actor(), n); err != nil {
 		var inv *org.InvalidError
@@ -308,8 +320,8 @@ func (s *Server) structureJournalCSV(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	detail := map[string]any{"format": "csv", "scope": "organisation"}
-	for k := range r.URL.Query() {
-		if v := r.URL.Query().Get(k); len(v) <= 100 {
+	for _, k := range []string{"aidant", "usager", "demarche", "type", "du", "au"} { // validated or ids; nothing else
+		if v := r.URL.Query().Get(k); v != "" && len(v) <= 64 {
 			detail[k] = v
 		}
 	}
@@ -331,8 +343,8 @@ func (s *Server) structureJournalCSV(w http.ResponseWriter, r *http.Request) err
 		for _, d := range l.Demarches {
 			dem = append(dem, mandate.Label(d))
 		}
-		cw.Write([]string{strconv.FormatInt(l.Index, 10), l.When.In(mandate.Paris).Format("2006-01-02 15:04:05"), l.Label, e.Event.Type,
-			l.Aidant, l.Usager, strings.Join(dem, " ; "), l.Mandate})
+		cw.Write(csvSafe([]string{strconv.FormatInt(l.Index, 10), l.When.In(mandate.Paris).Format("2006-01-02 15:04:05"), l.Label, e.Event.Type,
+			l.Aidant, l.Usager, strings.Join(dem, " ; "), l.Mandate}))
 		return cw.Error()
 	})
 	cw.Flush()

@@ -418,8 +418,8 @@ func (s *Server) exportCSV(w http.ResponseWriter, r *http.Request, u *auth.Usage
 		if e.Event.Organisation != "" {
 			org = n.org(e.Event.Organisation)
 		}
-		return cw.Write([]string{strconv.FormatInt(e.Index, 10), frDateTime(e.Event.Time.Time), n.describe(e.Event), e.Event.Type,
-			org, labels(e.Event.Demarches), e.Event.Mandate})
+		return cw.Write(csvSafe([]string{strconv.FormatInt(e.Index, 10), frDateTime(e.Event.Time.Time), n.describe(e.Event), e.Event.Type,
+			org, labels(e.Event.Demarches), e.Event.Mandate}))
 	})
 	cw.Flush()
 	return err

@@ -185,8 +185,8 @@ func (r *report) markdown() string {
 			p("itself is only %.2f× the target, so reaching 30,000 would take %.2f× of it, where the batched writer gets", r.ceiling.rate()/30000, 30000/r.ceiling.rate())
 			p("%.2f× (each batch of ~%.0f writes still pays one fsync of the WAL, the checkpoint's signature, and per write a", sqlite256/r.ceiling.rate(), r.batchSize256())
 			p("savepoint and its share of the tree's hashes). The two cores are the limit, not the design: the ratios to both")
-			p("baselines are met, and the figure moves with this virtual machine's disk and neighbours (25,000 to 33,000/s in")
-			p("earlier runs of the same code).")
+			p("baselines are met, and the absolute figure moves by a quarter or more between runs of the same code on this")
+			p("virtual machine (its disk and its neighbours).")
 			p("")
 		}
 	}
@@ -234,8 +234,8 @@ func (r *report) markdown() string {
 		if rate := float64(last.size) / last.verify.Seconds(); rate < 500000 {
 			p("**Why verify is below the target here.** `audit verify` reads every event body and stored hash (reading")
 			p("goroutines hash the bodies as they read) while the main goroutine recomputes the tree and compares; on two")
-			p("cores it is bound by SHA-256 and SQLite's row decoding, and its rate on this machine moves between runs of the same code")
-			p("(from about 475,000 to 600,000 events/s): %s events/s is within that spread.", num(rate))
+			p("cores it is bound by SHA-256 and SQLite's row decoding, and its rate moves by a quarter or more between runs of")
+			p("the same code on this virtual machine (%s events/s here; above 500,000 in other runs).", num(rate))
 			p("")
 		}
 	}

@@ -190,6 +190,15 @@ func TestAuditorSeesOnlyItsScope(t *testing.T) {
 	if r := queryEvents(t, s, tokA, "organisation="+orgB, ""); r.status != http.StatusForbidden {
 		t.Errorf("the auditor of A filtering on B's id: %d %s", r.status, r.body)
 	}
+	// An aidant, a person or a mandate of B only: refused as well.
+	var alexMandate, ahmed string
+	db.R.Get(&alexMandate, `SELECT id FROM mandates WHERE organisation_id = ?`, orgB)
+	db.R.Get(&ahmed, `SELECT usager_id FROM mandates WHERE organisation_id = ?`, orgB)
+	for _, q := range []string{"mandate=" + alexMandate, "usager=" + ahmed} {
+		if r := queryEvents(t, s, tokA, q, ""); r.status != http.StatusForbidden {
+			t.Errorf("the auditor of A asking %s of B: %d %s", q, r.status, r.body)
+		}
+	}
 	if seen := orgsOf(page(tokA, "organisation="+demoSIRET)); seen[orgA] == 0 || len(seen) != 1 {
 		t.Errorf("the auditor of A filtering on A sees %v", seen)
 	}
@@ -263,8 +272,8 @@ func TestAuditorSeesOnlyItsScope(t *testing.T) {
 		t.Errorf("%d audit.queried events for %d queries", n, queries)
 	}
 	db.R.Get(&n, `SELECT COUNT(*) FROM audit_events WHERE type = 'access.denied' AND body LIKE ?`, "%"+scoped.id+"%")
-	if n != 2 {
-		t.Errorf("%d access.denied for the out-of-scope queries, want 2", n)
+	if n != 4 {
+		t.Errorf("%d access.denied for the out-of-scope queries, want 4", n)
 	}
 }
 

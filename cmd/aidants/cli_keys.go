@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"aidants/store"
 )
 
@@ -53,20 +55,36 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	if _, err := os.Stat(target); err == nil {
-		return fmt.Errorf("backup: %s already exists: give a new file", pos[0])
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("backup: %w", err)
-	}
 	cfg, err := env.load("")
 	if err != nil {
 		return err
 	}
+	// The copy holds everything: it is created here, new, readable by its
+	// owner only; the database writes into it.
+	f0, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("backup: %s already exists: give a new file", pos[0])
+	} else if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	f0.Close()
 	if store.Dialect(cfg.Database.Driver) == store.Postgres {
 		if _, err := exec.LookPath("pg_dump"); err != nil {
 			return errors.New("backup: PostgreSQL backups use pg_dump, which is not installed here")
 		}
-		cmd := exec.CommandContext(ctx, "pg_dump", "--format=custom", "--no-owner", "--file", target, "--dbname", cfg.Database.DSN)
+		// The connection goes in libpq's environment, not on the command
+		// line, where ps would show the password.
+		pc, err := pgconn.ParseConfig(cfg.Database.DSN)
+		if err != nil {
+			os.Remove(target)
+			return errors.New("backup: database.dsn is not a PostgreSQL connection string")
+		}
+		cmd := exec.CommandContext(ctx, "pg_dump", "--format=custom", "--no-owner", "--file", target)
+		cmd.Env = append(os.Environ(), "PGHOST="+pc.Host, fmt.Sprintf("PGPORT=%d", pc.Port), "PGUSER="+pc.User,
+			"PGPASSWORD="+pc.Password, "PGDATABASE="+pc.Database)
+		if pc.TLSConfig != nil {
+			cmd.Env = append(cmd.Env, "PGSSLMODE=require")
+		}
 		cmd.Stderr = stderr
 		if err := cmd.Run(); err != nil {
 			os.Remove(target)

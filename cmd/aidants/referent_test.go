@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"aidants/devidp"
 )
@@ -53,10 +54,25 @@ func TestReferentManagesTheTeamAndOnlyTheirs(t *testing.T) {
 	if status != http.StatusBadRequest || !strings.Contains(html.UnescapeString(body), "L'adresse électronique n'est pas valide") {
 		t.Errorf("a bad email: %d at %s", status, page)
 	}
+	// A name that a spreadsheet would run as a formula, to check the export.
 	page, status, body = postForm(t, ref, s.URL+"/structure/aidants", url.Values{"email": {"zoe.lambert@france-services.example"},
-		"prenom": {"Zoé"}, "nom": {"Lambert"}, "habilitation": {"2030-12-31"}, "aidant": {"oui"}})
-	if status != http.StatusOK || !strings.Contains(html.UnescapeString(body), "Zoé Lambert") || !strings.Contains(body, "En attente de première connexion") {
+		"prenom": {"=HYPERLINK(\"http://x\")"}, "nom": {"Lambert"}, "aidant": {"oui"}})
+	if status != http.StatusOK || !strings.Contains(html.UnescapeString(body), "Lambert") || !strings.Contains(html.UnescapeString(body), "En attente d'habilitation") {
 		t.Fatalf("adding Zoé: %d at %s", status, page)
+	}
+	// Habilitations are the operator's: Zoé cannot sign in before.
+	var until string
+	openDB(t, s).R.Get(&until, `SELECT habilitated_until FROM aidants WHERE email = 'zoe.lambert@france-services.example'`)
+	if until >= time.Now().Format(time.DateOnly) {
+		t.Errorf("a référent habilitated Zoé until %s", until)
+	}
+	// An existing aidant, of this or another organisation, is not added
+	// (nor shown) from this page.
+	for _, email := range []string{devidp.EmailDominique, devidp.EmailAlex} {
+		_, status, body := postForm(t, ref, s.URL+"/structure/aidants", url.Values{"email": {email}, "prenom": {"X"}, "nom": {"Y"}, "aidant": {"oui"}})
+		if status != http.StatusBadRequest || !strings.Contains(html.UnescapeString(body), "demandez à l'opérateur") {
+			t.Errorf("adding the existing %s: %d", email, status)
+		}
 	}
 	if n := count(t, openDB(t, s), `SELECT COUNT(*) FROM aidants WHERE email LIKE 'pas-une%'`); n != 0 {
 		t.Error("the bad form added an aidant")
@@ -125,7 +141,18 @@ func TestReferentManagesTheTeamAndOnlyTheirs(t *testing.T) {
 	if err != nil || len(rows) != 2 || rows[1][3] != "aidant.disabled" || rows[1][4] != "Camille Martin" {
 		t.Errorf("the CSV export: %v %v", rows, err)
 	}
-	if n := count(t, db, `SELECT COUNT(*) FROM audit_events WHERE type = 'audit.exported'`); n != 1 {
+	resp, err = ref.Get(s.URL + "/structure/journal.csv?type=aidant.created")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, _ = csv.NewReader(resp.Body).ReadAll()
+	resp.Body.Close()
+	for _, row := range rows[1:] {
+		if strings.HasPrefix(row[4], "=") {
+			t.Errorf("a formula reaches the spreadsheet: %q", row[4])
+		}
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM audit_events WHERE type = 'audit.exported'`); n != 2 {
 		t.Errorf("%d audit.exported events", n)
 	}
 	// Nothing of the other organisation in the journal, even asked by id.
