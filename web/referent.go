@@ -253,6 +253,7 @@ type structureJournalPage struct {
 	Lines   []journalLine
 	Aidants []org.AidantRow
 	Persons []person // with a mandate of the organisation
+	Catalog []mandate.Demarche
 	Types   []string
 	Labels  map[string]string
 	Query   url.Values
@@ -278,7 +279,7 @@ func (s *Server) structureJournal(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	page := &structureJournalPage{Page: s.base(r), Labels: eventLabels, Query: r.URL.Query()}
+	page := &structureJournalPage{Page: s.base(r), Labels: eventLabels, Query: r.URL.Query(), Catalog: mandate.Demarches}
 	if page.Aidants, err = s.dir.Aidants(r.Context(), p.OrganisationID); err != nil {
 		return err
 	}
