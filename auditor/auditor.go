@@ -8,7 +8,6 @@ package auditor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -115,7 +114,7 @@ func (api *API) Add(ctx context.Context, actor audit.Actor, n NewAuditor) (*Audi
 	case (n.JWKS == "") == (n.JWKSURI == ""):
 		bad("give the auditor's public keys with --jwks FILE or --jwks-uri URL (one of them)")
 	case n.JWKS != "":
-		if _, err := parseJWKS([]byte(n.JWKS)); err != nil {
+		if _, err := provider.ParseClientJWKS(n.JWKS); err != nil {
 			bad("--jwks: %v", err)
 		}
 	default:
@@ -184,7 +183,7 @@ func (api *API) keysOf(ctx context.Context, id string) (*jose.JSONWebKeySet, err
 		return nil, err
 	}
 	if a.JWKS != "" {
-		return parseJWKS([]byte(a.JWKS))
+		return provider.ParseClientJWKS(a.JWKS)
 	}
 	api.mu.Lock()
 	f, ok := api.cache[a.JWKSURI]
@@ -205,7 +204,7 @@ func (api *API) keysOf(ctx context.Context, id string) (*jose.JSONWebKeySet, err
 	if err != nil {
 		return nil, err
 	}
-	set, err := parseJWKS(b)
+	set, err := provider.ParseClientJWKS(string(b))
 	if err != nil {
 		return nil, err
 	}
@@ -213,24 +212,4 @@ func (api *API) keysOf(ctx context.Context, id string) (*jose.JSONWebKeySet, err
 	api.cache[a.JWKSURI] = fetched{set: set, at: time.Now()}
 	api.mu.Unlock()
 	return set, nil
-}
-
-// parseJWKS reads public signing keys only.
-func parseJWKS(b []byte) (*jose.JSONWebKeySet, error) {
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(b, &set); err != nil {
-		return nil, fmt.Errorf("not a JWKS: %v", err)
-	}
-	if len(set.Keys) == 0 {
-		return nil, errors.New("the JWKS holds no key")
-	}
-	for _, k := range set.Keys {
-		if !k.IsPublic() {
-			return nil, errors.New("the JWKS holds a private key: give only the public part")
-		}
-		if !k.Valid() {
-			return nil, errors.New("the JWKS holds an invalid key")
-		}
-	}
-	return &set, nil
 }

@@ -124,7 +124,7 @@ func (p *Provider) AddService(ctx context.Context, actor audit.Actor, n NewServi
 		Demarches: dem, AuthMethod: n.AuthMethod, IDTokenAlg: n.IDTokenAlg, Active: true}
 	switch n.AuthMethod {
 	case PrivateKeyJWT:
-		if _, err := parseClientJWKS(n.JWKS); err != nil {
+		if _, err := ParseClientJWKS(n.JWKS); err != nil {
 			bad("--jwks: %v", err)
 		}
 		svc.JWKS = n.JWKS
@@ -179,9 +179,9 @@ func checkRedirect(raw string) error {
 	return nil
 }
 
-// parseClientJWKS reads a client's public keys: at least one signing key,
-// no private key.
-func parseClientJWKS(raw string) (*jose.JSONWebKeySet, error) {
+// ParseClientJWKS reads a client's public keys (a service's, an
+// auditor's): at least one signing key, no private key.
+func ParseClientJWKS(raw string) (*jose.JSONWebKeySet, error) {
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal([]byte(raw), &set); err != nil {
 		return nil, fmt.Errorf("not a JWKS: %v", err)
@@ -243,7 +243,7 @@ func (p *Provider) service(ctx context.Context, id string) (*cachedService, erro
 	}
 	c := &cachedService{svc: s, at: time.Now()}
 	if s.AuthMethod == PrivateKeyJWT {
-		c.jwks, _ = parseClientJWKS(s.JWKS) // nil when unusable: refused at use
+		c.jwks, _ = ParseClientJWKS(s.JWKS) // nil when unusable: refused at use
 	}
 	p.services.Store(id, c)
 	return c, nil

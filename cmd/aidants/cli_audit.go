@@ -54,12 +54,7 @@ func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 func cmdAuditCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newFlags("audit checkpoint")
-	env := addEnvFlags(f)
-	if _, err := f.parse(args); err != nil {
-		return err
-	}
-	in, err := openFromFlags(ctx, env, stderr)
+	in, err := openPlain(ctx, "audit checkpoint", args, stderr)
 	if err != nil {
 		return err
 	}

@@ -57,12 +57,7 @@ func cmdAuditorAdd(ctx context.Context, args []string, stdout, stderr io.Writer)
 }
 
 func cmdAuditorList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newFlags("auditor list")
-	env := addEnvFlags(f)
-	if _, err := f.parse(args); err != nil {
-		return err
-	}
-	in, err := openFromFlags(ctx, env, stderr)
+	in, err := openPlain(ctx, "auditor list", args, stderr)
 	if err != nil {
 		return err
 	}

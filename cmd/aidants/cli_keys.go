@@ -19,12 +19,7 @@ import (
 // mandates; the old keys stop signing and stay in the JWKS until what they
 // signed has expired. The audit log's checkpoint key is not touched.
 func cmdKeysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newFlags("keys rotate")
-	env := addEnvFlags(f)
-	if _, err := f.parse(args); err != nil {
-		return err
-	}
-	in, err := openFromFlags(ctx, env, stderr)
+	in, err := openPlain(ctx, "keys rotate", args, stderr)
 	if err != nil {
 		return err
 	}

@@ -62,12 +62,7 @@ func cmdOrgAdd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func cmdOrgList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newFlags("org list")
-	env := addEnvFlags(f)
-	if _, err := f.parse(args); err != nil {
-		return err
-	}
-	in, err := openFromFlags(ctx, env, stderr)
+	in, err := openPlain(ctx, "org list", args, stderr)
 	if err != nil {
 		return err
 	}

@@ -62,12 +62,7 @@ func cmdServiceAdd(ctx context.Context, args []string, stdout, stderr io.Writer)
 }
 
 func cmdServiceList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newFlags("service list")
-	env := addEnvFlags(f)
-	if _, err := f.parse(args); err != nil {
-		return err
-	}
-	in, err := openFromFlags(ctx, env, stderr)
+	in, err := openPlain(ctx, "service list", args, stderr)
 	if err != nil {
 		return err
 	}

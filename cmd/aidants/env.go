@@ -244,6 +244,17 @@ func (i *instance) Close() {
 	i.db.Close()
 }
 
+// openPlain parses the command line of a command that has no flags of
+// its own (only --config, or --dev and --data) and opens the instance.
+func openPlain(ctx context.Context, name string, args []string, stderr io.Writer) (*instance, error) {
+	f := newFlags(name)
+	env := addEnvFlags(f)
+	if _, err := f.parse(args); err != nil {
+		return nil, err
+	}
+	return openFromFlags(ctx, env, stderr)
+}
+
 // openFromFlags parses the environment flags of a subcommand and opens
 // the instance. Commands log to stderr at warn level only.
 func openFromFlags(ctx context.Context, e *envFlags, stderr io.Writer) (*instance, error) {
