@@ -67,6 +67,7 @@ const (
 	ServiceUpdated            = "service.updated"
 	AuditorRegistered         = "auditor.registered"
 	KeysRotated               = "keys.rotated"
+	AuditOriginStarted        = "audit.origin_started"
 )
 
 // Types lists every event type, sorted.
@@ -76,7 +77,7 @@ var Types = func() []string {
 		MandateConsentGiven, MandateConsentRefused, MandateCreated, MandateRenewed, MandateDemarcheRevoked,
 		MandateRevoked, MandateSuperseded, MandateUsed, TokenIssued, AccessDenied, AuditQueried, AuditExported,
 		OrgCreated, OrgUpdated, AidantCreated, AidantUpdated, AidantDisabled, AidantHabilitationRenewed,
-		ServiceRegistered, ServiceUpdated, AuditorRegistered, KeysRotated}
+		ServiceRegistered, ServiceUpdated, AuditorRegistered, KeysRotated, AuditOriginStarted}
 	sort.Strings(t)
 	return t
 }()

@@ -43,12 +43,12 @@ func (l *Log) Query(ctx context.Context, f Filter, after int64, limit int, each 
 		if n == 0 {
 			return nil
 		}
-		q := `SELECT idx, body FROM audit_events WHERE idx > ?` + where + ` ORDER BY idx LIMIT ?`
+		q := `SELECT idx, body, salt FROM audit_events WHERE idx > ?` + where + ` ORDER BY idx LIMIT ?`
 		if f.Newest {
 			if after < 0 {
 				after = 1 << 62
 			}
-			q = `SELECT idx, body FROM audit_events WHERE idx < ?` + where + ` ORDER BY idx DESC LIMIT ?`
+			q = `SELECT idx, body, salt FROM audit_events WHERE idx < ?` + where + ` ORDER BY idx DESC LIMIT ?`
 		}
 		batch, err := l.entries(ctx, q, append(append([]any{after}, args...), n)...)
 		if err != nil {

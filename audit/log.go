@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -33,6 +34,10 @@ type Log struct {
 	origin   string
 	logger   *slog.Logger
 
+	// cur is the origin this process appends to: the newest one, whose
+	// name and key are the configured signing key's.
+	cur *Origin
+
 	queue   chan *unit
 	stop    chan struct{}
 	stopped chan struct{}
@@ -40,14 +45,16 @@ type Log struct {
 	mu      sync.RWMutex // guards closed
 	closed  bool
 
-	// Written by the writer goroutine only.
+	// Written by the writer goroutine only: the current origin's size and
+	// the right edge of its tree (local stored-hash indexes).
 	size     int64
 	frontier map[int64]tlog.Hash
 
-	latest atomic.Pointer[Checkpoint]
-	stats  Stats
-	now    func() time.Time
-	proofs proofReader
+	latest  atomic.Pointer[Checkpoint]
+	refused atomic.Pointer[error] // set by Refuse: nothing may be appended
+	stats   Stats
+	now     func() time.Time
+	proofs  proofReader
 }
 
 // Stats counts what the writer did since the process started.
@@ -113,6 +120,10 @@ func Open(ctx context.Context, db *store.DB, opts Options) (*Log, error) {
 		stopped: make(chan struct{}),
 	}
 	l.proofs = proofReader{db: db, cache: &hashCache{m: map[int64]tlog.Hash{}}}
+	if l.cur, err = registerOrigin(ctx, db, l.origin, vkey); err != nil {
+		return nil, err
+	}
+	l.proofs.base = l.cur.HashBase
 	if err := l.loadLatest(ctx); err != nil {
 		return nil, err
 	}
@@ -161,6 +172,9 @@ func (l *Log) Close() error {
 // fn never runs. Once taken, Write waits for the outcome, so that a nil
 // error always means committed.
 func (l *Log) Write(ctx context.Context, fn func(tx *Tx) error) error {
+	if err := l.Refused(); err != nil {
+		return err
+	}
 	u := &unit{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	l.mu.RLock()
 	if l.closed {
@@ -212,9 +226,11 @@ func (l *Log) run(maxBatch int) {
 
 // pending is an event appended by a unit, written at the end of the batch.
 type pending struct {
-	idx  int64
-	ev   *Event
-	body []byte
+	leaf  int64 // index in the current origin's tree
+	ev    *Event
+	body  []byte
+	salt  [SaltSize]byte
+	entry [EntrySize]byte
 }
 
 // Tx is a unit's view of the writer's transaction. Its query methods take
@@ -223,6 +239,7 @@ type Tx struct {
 	tx      *sqlx.Tx
 	db      *store.DB
 	now     time.Time
+	start   int64 // global position of the current origin's leaf 0
 	next    *int64
 	pending *[]pending
 }
@@ -264,10 +281,17 @@ func (t *Tx) Append(ev Event) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	idx := *t.next
+	if !columnsValidUTF8(&ev) {
+		// The body replaced invalid UTF-8 as encoding/json does; the
+		// columns must say what the body says.
+		if ev, err = ParseEvent(body); err != nil {
+			return 0, err
+		}
+	}
+	leaf := *t.next
 	*t.next++
-	*t.pending = append(*t.pending, pending{idx: idx, ev: &ev, body: body})
-	return idx, nil
+	*t.pending = append(*t.pending, pending{leaf: leaf, ev: &ev, body: body})
+	return t.start + leaf, nil
 }
 
 // commit runs one batch in one transaction and answers every unit.
@@ -313,7 +337,7 @@ func (l *Log) runBatch(batch []*unit, results []error) (err error) {
 	}
 	defer sp.close()
 	evs = make([]pending, 0, 2*len(batch))
-	utx := &Tx{tx: tx, db: l.db, now: now, next: &next, pending: &evs}
+	utx := &Tx{tx: tx, db: l.db, now: now, start: l.cur.Start, next: &next, pending: &evs}
 	for i, u := range batch {
 		if err := u.ctx.Err(); err != nil {
 			results[i] = err
@@ -412,16 +436,23 @@ func (l *Log) call(u *unit, tx *Tx) (err error) {
 // reloads the right edge of the tree when another process appended since
 // this one last wrote.
 func (l *Log) lockHead(tx *sqlx.Tx) (int64, error) {
-	q := `SELECT size FROM audit_head WHERE id = 1`
+	q := `SELECT origin_no, size FROM audit_head WHERE id = 1`
 	if l.db.Dialect == store.Postgres {
 		q += ` FOR UPDATE`
 	}
-	var size int64
-	if err := tx.Get(&size, q); err != nil {
+	var head struct {
+		Origin int64 `db:"origin_no"`
+		Size   int64 `db:"size"`
+	}
+	if err := tx.Get(&head, q); err != nil {
 		return 0, fmt.Errorf("audit: read head: %w", err)
 	}
+	if head.Origin != l.cur.No {
+		return 0, fmt.Errorf("%w: this process appends to origin %d, the log head is at origin %d", ErrOriginMoved, l.cur.No, head.Origin)
+	}
+	size := head.Size
 	if size != l.size || l.frontier == nil {
-		f, err := readFrontier(tx, l.db, size)
+		f, err := readFrontier(tx, l.db, l.cur.HashBase, size)
 		if err != nil {
 			return 0, err
 		}
@@ -434,17 +465,24 @@ func (l *Log) lockHead(tx *sqlx.Tx) (int64, error) {
 // events and hashes, moves the head and signs a checkpoint.
 func (l *Log) appendEvents(tx *sqlx.Tx, size int64, evs []pending) (*Checkpoint, map[int64]tlog.Hash, error) {
 	added := make(map[int64]tlog.Hash, 2*len(evs)+8)
-	reader := &overlayReader{added: added, frontier: l.frontier, tx: tx, db: l.db}
+	reader := &overlayReader{added: added, frontier: l.frontier, tx: tx, db: l.db, base: l.cur.HashBase}
 	hashRows := make([]hashRow, 0, 2*len(evs)+8)
-	for _, p := range evs {
-		hs, err := tlog.StoredHashes(p.idx, p.body, reader)
+	salts := make([]byte, SaltSize*len(evs))
+	if _, err := rand.Read(salts); err != nil {
+		return nil, nil, fmt.Errorf("audit: salts: %w", err)
+	}
+	for i := range evs {
+		p := &evs[i]
+		copy(p.salt[:], salts[i*SaltSize:])
+		p.entry = EntryOf(p.salt[:], p.body)
+		hs, err := tlog.StoredHashes(p.leaf, p.entry[:], reader)
 		if err != nil {
-			return nil, nil, fmt.Errorf("audit: hashes of %d: %w", p.idx, err)
+			return nil, nil, fmt.Errorf("audit: hashes of %d: %w", p.leaf, err)
 		}
-		base := tlog.StoredHashIndex(0, p.idx)
+		base := tlog.StoredHashIndex(0, p.leaf)
 		for i, h := range hs {
 			added[base+int64(i)] = h
-			hashRows = append(hashRows, hashRow{id: base + int64(i), hash: h})
+			hashRows = append(hashRows, hashRow{id: l.cur.HashBase + base + int64(i), hash: h})
 		}
 	}
 	newSize := size + int64(len(evs))
@@ -452,24 +490,19 @@ func (l *Log) appendEvents(tx *sqlx.Tx, size int64, evs []pending) (*Checkpoint,
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit: tree hash: %w", err)
 	}
-	if err := insertEvents(tx, l.db, evs); err != nil {
+	if err := insertEvents(tx, l.db, l.cur.Start, evs); err != nil {
 		return nil, nil, err
 	}
 	if err := insertHashes(tx, l.db, hashRows); err != nil {
 		return nil, nil, err
 	}
 	now := time.Now()
-	if _, err := tx.Exec(l.db.Rebind(`UPDATE audit_head SET size = ?, root = ?, updated_at = ? WHERE id = 1`),
-		newSize, root[:], now.UnixMilli()); err != nil {
-		return nil, nil, fmt.Errorf("audit: move head: %w", err)
-	}
 	cp, err := l.sign(newSize, root)
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := tx.Exec(l.db.Rebind(`INSERT INTO audit_checkpoints (size, note, created_at) VALUES (?, ?, ?)`),
-		newSize, cp.Note, now.UnixMilli()); err != nil {
-		return nil, nil, fmt.Errorf("audit: store checkpoint: %w", err)
+	if err := moveHead(tx, l.db, l.cur, cp, now); err != nil {
+		return nil, nil, err
 	}
 	return cp, added, nil
 }
@@ -506,21 +539,36 @@ func multiRow(cache *sync.Map, db *store.DB, head, row string, n int) string {
 
 var eventInserts, hashInserts sync.Map
 
-func insertEvents(tx *sqlx.Tx, db *store.DB, evs []pending) error {
-	const cols = 10
+// moveHead moves the log head to cp and stores cp, inside the writer's
+// transaction.
+func moveHead(tx *sqlx.Tx, db *store.DB, o *Origin, cp *Checkpoint, now time.Time) error {
+	if _, err := tx.Exec(db.Rebind(`UPDATE audit_head SET origin_no = ?, size = ?, root = ?, updated_at = ? WHERE id = 1`),
+		o.No, cp.Size, cp.Root[:], now.UnixMilli()); err != nil {
+		return fmt.Errorf("audit: move head: %w", err)
+	}
+	if _, err := tx.Exec(db.Rebind(`INSERT INTO audit_checkpoints (gsize, origin_no, size, note, created_at) VALUES (?, ?, ?, ?, ?)`),
+		o.Start+cp.Size, o.No, cp.Size, cp.Note, now.UnixMilli()); err != nil {
+		return fmt.Errorf("audit: store checkpoint: %w", err)
+	}
+	return nil
+}
+
+func insertEvents(tx *sqlx.Tx, db *store.DB, start int64, evs []pending) error {
+	const cols = 11
 	args := make([]any, 0, cols*min(len(evs), rowsPerInsert))
-	for start := 0; start < len(evs); start += rowsPerInsert {
-		chunk := evs[start:min(start+rowsPerInsert, len(evs))]
-		q := multiRow(&eventInserts, db, `INSERT INTO audit_events (idx, body, type, time, organisation_id, aidant_id, usager_id, mandate_id, service_id, demarches) VALUES `,
-			`(?,?,?,?,?,?,?,?,?,?)`, len(chunk))
+	for first := 0; first < len(evs); first += rowsPerInsert {
+		chunk := evs[first:min(first+rowsPerInsert, len(evs))]
+		q := multiRow(&eventInserts, db, `INSERT INTO audit_events (idx, body, salt, type, time, organisation_id, aidant_id, usager_id, mandate_id, service_id, demarches) VALUES `,
+			`(?,?,?,?,?,?,?,?,?,?,?)`, len(chunk))
 		args = args[:0]
-		for _, p := range chunk {
+		for i := range chunk {
+			p := &chunk[i]
 			e := p.ev
 			var dem any
 			if len(e.Demarches) > 0 {
-				dem = "," + strings.Join(e.Demarches, ",") + ","
+				dem = demarchesColumn(e.Demarches)
 			}
-			args = append(args, p.idx, p.body, e.Type, e.Time.UnixMilli(),
+			args = append(args, start+p.leaf, p.body, p.salt[:], e.Type, e.Time.UnixMilli(),
 				nullable(e.Organisation), nullable(e.Aidant), nullable(e.Usager), nullable(e.Mandate), nullable(e.Service), dem)
 		}
 		if _, err := tx.Exec(q, args...); err != nil {

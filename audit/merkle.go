@@ -42,9 +42,9 @@ func (l *Log) pruneFrontier() {
 	l.frontier = keep
 }
 
-func readFrontier(q sqlx.Queryer, db *store.DB, size int64) (map[int64]tlog.Hash, error) {
+func readFrontier(q sqlx.Queryer, db *store.DB, base, size int64) (map[int64]tlog.Hash, error) {
 	ids := frontierIndexes(size)
-	hs, err := readHashes(q, db, ids)
+	hs, err := readHashes(q, db, base, ids)
 	if err != nil {
 		return nil, fmt.Errorf("audit: read frontier: %w", err)
 	}
@@ -55,13 +55,21 @@ func readFrontier(q sqlx.Queryer, db *store.DB, size int64) (map[int64]tlog.Hash
 	return m, nil
 }
 
-// readHashes reads stored hashes by index, in one query.
-func readHashes(q sqlx.Queryer, db *store.DB, ids []int64) ([]tlog.Hash, error) {
+// readHashes reads stored hashes by index, in one query. The indexes are
+// those of one origin's tree, whose stored hashes start at row base.
+func readHashes(q sqlx.Queryer, db *store.DB, base int64, ids []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(ids))
 	if len(ids) == 0 {
 		return out, nil
 	}
-	query, args, err := sqlx.In(`SELECT id, hash FROM audit_hashes WHERE id IN (?)`, ids)
+	rowIDs := ids
+	if base != 0 {
+		rowIDs = make([]int64, len(ids))
+		for i, id := range ids {
+			rowIDs[i] = base + id
+		}
+	}
+	query, args, err := sqlx.In(`SELECT id, hash FROM audit_hashes WHERE id IN (?)`, rowIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +85,7 @@ func readHashes(q sqlx.Queryer, db *store.DB, ids []int64) ([]tlog.Hash, error) 
 		if err := rows.Scan(&id, &h); err != nil {
 			return nil, err
 		}
-		found[id] = h
+		found[id-base] = h
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -100,6 +108,7 @@ type overlayReader struct {
 	frontier map[int64]tlog.Hash
 	tx       *sqlx.Tx
 	db       *store.DB
+	base     int64
 }
 
 func (r *overlayReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
@@ -117,7 +126,7 @@ func (r *overlayReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
 		}
 	}
 	if len(missing) > 0 {
-		hs, err := readHashes(r.tx, r.db, missing)
+		hs, err := readHashes(r.tx, r.db, r.base, missing)
 		if err != nil {
 			return nil, err
 		}
@@ -142,11 +151,13 @@ type hashCache struct {
 	m  map[int64]tlog.Hash
 }
 
-// proofReader reads stored hashes for proofs: high-level ones from the
-// cache, the rest from the readers' pool in one query.
+// proofReader reads the stored hashes of one origin's tree for proofs:
+// high-level ones from the cache (keyed by row id, so that origins share
+// it), the rest from the readers' pool in one query.
 type proofReader struct {
 	db    *store.DB
 	cache *hashCache
+	base  int64
 }
 
 func (r proofReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
@@ -155,7 +166,7 @@ func (r proofReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
 	var where []int
 	r.cache.mu.RLock()
 	for i, id := range ids {
-		if h, ok := r.cache.m[id]; ok {
+		if h, ok := r.cache.m[r.base+id]; ok {
 			out[i] = h
 		} else {
 			missing = append(missing, id)
@@ -166,7 +177,7 @@ func (r proofReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
 	if len(missing) == 0 {
 		return out, nil
 	}
-	hs, err := readHashes(r.db.R, r.db, missing)
+	hs, err := readHashes(r.db.R, r.db, r.base, missing)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +185,7 @@ func (r proofReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
 	for j, i := range where {
 		out[i] = hs[j]
 		if level, _ := tlog.SplitStoredHashIndex(missing[j]); level >= highLevel {
-			r.cache.m[missing[j]] = hs[j]
+			r.cache.m[r.base+missing[j]] = hs[j]
 		}
 	}
 	r.cache.mu.Unlock()
@@ -231,10 +242,11 @@ func ParseCheckpoint(msg []byte, vkey string) (*Checkpoint, error) {
 	return cp, nil
 }
 
-// loadLatest reads the latest checkpoint, verifying it with the log's key.
+// loadLatest reads the current origin's latest checkpoint, verifying it
+// with the log's key.
 func (l *Log) loadLatest(ctx context.Context) error {
 	var msg []byte
-	err := l.db.R.GetContext(ctx, &msg, `SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`)
+	err := l.db.R.GetContext(ctx, &msg, l.db.Rebind(`SELECT note FROM audit_checkpoints WHERE origin_no = ? ORDER BY gsize DESC LIMIT 1`), l.cur.No)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil
 	}
@@ -249,25 +261,29 @@ func (l *Log) loadLatest(ctx context.Context) error {
 	return nil
 }
 
-// Latest returns the latest checkpoint this process knows of, refreshed from
+// Latest returns the current origin's latest checkpoint, refreshed from
 // the database so that checkpoints signed by another process (the command
 // line, another server) are seen. It returns ErrEmpty before the first
 // event.
 func (l *Log) Latest(ctx context.Context) (*Checkpoint, error) {
-	var size int64
-	if err := l.db.R.GetContext(ctx, &size, `SELECT COALESCE(MAX(size), 0) FROM audit_checkpoints`); err != nil {
+	var gsize int64
+	if err := l.db.R.GetContext(ctx, &gsize, `SELECT COALESCE(MAX(gsize), 0) FROM audit_checkpoints`); err != nil {
 		return nil, fmt.Errorf("audit: latest checkpoint: %w", err)
 	}
+	size := gsize - l.cur.Start
 	if cp := l.latest.Load(); cp != nil && cp.Size >= size {
 		return cp, nil
 	}
-	if size == 0 {
+	if size <= 0 {
 		return nil, ErrEmpty
 	}
 	if err := l.loadLatest(ctx); err != nil {
 		return nil, err
 	}
-	return l.latest.Load(), nil
+	if cp := l.latest.Load(); cp != nil {
+		return cp, nil
+	}
+	return nil, ErrEmpty
 }
 
 // ErrEmpty is returned when the log has no checkpoint yet.

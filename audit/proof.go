@@ -32,8 +32,9 @@ type ConsistencyProof struct {
 	Hashes []tlog.Hash `json:"hashes"`
 }
 
-// Inclusion proves that event index is in the tree of the given size, which
-// must not exceed the latest signed checkpoint.
+// Inclusion proves that leaf index of the current origin's tree is in its
+// tree of the given size, which must not exceed the latest signed
+// checkpoint.
 func (l *Log) Inclusion(ctx context.Context, index, size int64) (*InclusionProof, error) {
 	if err := l.checkSize(ctx, size); err != nil {
 		return nil, err
@@ -41,8 +42,16 @@ func (l *Log) Inclusion(ctx context.Context, index, size int64) (*InclusionProof
 	if index < 0 || index >= size {
 		return nil, &ErrBadRange{Msg: fmt.Sprintf("index must be between 0 and size-1 (%d)", size-1)}
 	}
+	return l.inclusionIn(l.cur, index, size)
+}
+
+// inclusionIn proves leaf index of origin o's tree in its tree of the
+// given size, which the caller knows was signed.
+func (l *Log) inclusionIn(o *Origin, index, size int64) (*InclusionProof, error) {
+	pr := l.proofs
+	pr.base = o.HashBase
 	// The leaf hash rides along with the proof's hashes: one query.
-	r := &withLeaf{proofReader: l.proofs, leaf: tlog.StoredHashIndex(0, index)}
+	r := &withLeaf{proofReader: pr, leaf: tlog.StoredHashIndex(0, index)}
 	p, err := tlog.ProveRecord(size, index, r)
 	if err != nil {
 		return nil, fmt.Errorf("audit: prove record %d in %d: %w", index, size, err)

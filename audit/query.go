@@ -1,9 +1,7 @@
 package audit
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -12,11 +10,21 @@ import (
 	"aidants/store"
 )
 
-// Entry is a stored event with its index in the log.
+// Entry is a stored event with its position in the log.
 type Entry struct {
-	Index int64
-	Body  []byte // the exact bytes hashed into the tree
+	Index int64  // global position (the origin's leaf index for the first origin)
+	Body  []byte // the exact bytes committed to by the entry
+	Salt  []byte // SaltSize random bytes
 	Event Event
+}
+
+// Entry is the event's public entry, SHA-256(salt ‖ body).
+func (e *Entry) Entry() [EntrySize]byte { return EntryOf(e.Salt, e.Body) }
+
+// LeafHash is the event's leaf hash in the tree, tlog.RecordHash(entry).
+func (e *Entry) LeafHash() tlog.Hash {
+	en := e.Entry()
+	return tlog.RecordHash(en[:])
 }
 
 // ErrNotFound is returned for an index the log does not hold, or does not
@@ -27,7 +35,7 @@ var ErrNotFound = store.ErrNotFound
 // before (0 for the newest), at most limit of them. It reads the
 // (usager_id, idx) index only: its cost does not grow with the log.
 func (l *Log) ForUsager(ctx context.Context, usagerID string, before int64, limit int) ([]Entry, error) {
-	q := `SELECT idx, body FROM audit_events WHERE usager_id = ?`
+	q := `SELECT idx, body, salt FROM audit_events WHERE usager_id = ?`
 	args := []any{usagerID}
 	if before > 0 {
 		q += ` AND idx < ?`
@@ -47,7 +55,7 @@ func (l *Log) entries(ctx context.Context, q string, args ...any) ([]Entry, erro
 	var out []Entry
 	for rows.Next() {
 		var e Entry
-		if err := rows.Scan(&e.Index, &e.Body); err != nil {
+		if err := rows.Scan(&e.Index, &e.Body, &e.Salt); err != nil {
 			return nil, fmt.Errorf("audit: query: %w", err)
 		}
 		if e.Event, err = ParseEvent(e.Body); err != nil {
@@ -63,7 +71,7 @@ func (l *Log) entries(ctx context.Context, q string, args ...any) ([]Entry, erro
 func (l *Log) ForUsagerAll(ctx context.Context, usagerID string, f func(Entry) error) error {
 	var after int64 = -1
 	for {
-		batch, err := l.entries(ctx, `SELECT idx, body FROM audit_events WHERE usager_id = ? AND idx > ? ORDER BY idx LIMIT 500`, usagerID, after)
+		batch, err := l.entries(ctx, `SELECT idx, body, salt FROM audit_events WHERE usager_id = ? AND idx > ? ORDER BY idx LIMIT 500`, usagerID, after)
 		if err != nil {
 			return err
 		}
@@ -85,9 +93,10 @@ func (l *Log) ForUsagerAll(ctx context.Context, usagerID string, f func(Entry) e
 func (l *Log) At(ctx context.Context, index int64, usagerID string) (*Entry, error) {
 	var row struct {
 		Body   []byte  `db:"body"`
+		Salt   []byte  `db:"salt"`
 		Usager *string `db:"usager_id"`
 	}
-	err := l.db.R.GetContext(ctx, &row, l.db.Rebind(`SELECT body, usager_id FROM audit_events WHERE idx = ?`), index)
+	err := l.db.R.GetContext(ctx, &row, l.db.Rebind(`SELECT body, salt, usager_id FROM audit_events WHERE idx = ?`), index)
 	if err != nil {
 		return nil, store.NotFound(err, fmt.Sprintf("event %d", index))
 	}
@@ -98,92 +107,8 @@ func (l *Log) At(ctx context.Context, index int64, usagerID string) (*Entry, err
 	if err != nil {
 		return nil, err
 	}
-	return &Entry{Index: index, Body: row.Body, Event: ev}, nil
+	return &Entry{Index: index, Body: row.Body, Salt: row.Salt, Event: ev}, nil
 }
 
 // ErrOtherUsager is an event that concerns someone else.
 var ErrOtherUsager = errors.New("audit: event of another person")
-
-// ReceiptFormat names the receipt format (docs/RECEIPTS.md).
-const ReceiptFormat = "aidants-receipt/1"
-
-// Receipt lets anyone check, offline and with any RFC 6962 library, that
-// an event is in the log the instance signed: the exact event bytes, their
-// index, an inclusion proof up to a signed checkpoint, and the log's
-// public key.
-type Receipt struct {
-	Format     string      `json:"format"`
-	Origin     string      `json:"origin"`
-	Key        string      `json:"key"`
-	Checkpoint string      `json:"checkpoint"`
-	Index      int64       `json:"index"`
-	Size       int64       `json:"size"`
-	Event      string      `json:"event"`
-	LeafHash   tlog.Hash   `json:"leaf_hash"`
-	Proof      []tlog.Hash `json:"proof"`
-}
-
-// ReceiptFor builds the receipt of the event at index, proved against the
-// latest signed checkpoint. usagerID restricts it to the person's events.
-func (l *Log) ReceiptFor(ctx context.Context, index int64, usagerID string) (*Receipt, error) {
-	e, err := l.At(ctx, index, usagerID)
-	if err != nil {
-		return nil, err
-	}
-	cp, err := l.Latest(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p, err := l.Inclusion(ctx, index, cp.Size)
-	if err != nil {
-		return nil, err
-	}
-	return &Receipt{Format: ReceiptFormat, Origin: l.origin, Key: l.vkey, Checkpoint: string(cp.Note), Index: index,
-		Size: cp.Size, Event: string(e.Body), LeafHash: p.LeafHash, Proof: p.Hashes}, nil
-}
-
-// ReceiptError says why a receipt does not verify.
-type ReceiptError struct{ Msg string }
-
-func (e *ReceiptError) Error() string { return "receipt: " + e.Msg }
-
-// VerifyReceipt checks a receipt offline against the log's public key
-// (vkey, from a trusted source: never the receipt's own key alone): the
-// checkpoint's signature, the event bytes' leaf hash, the inclusion proof
-// up to the checkpoint's root. It returns the event.
-func VerifyReceipt(data []byte, vkey string) (*Event, error) {
-	var r Receipt
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return nil, &ReceiptError{"not a receipt: " + err.Error()}
-	}
-	if r.Format != ReceiptFormat {
-		return nil, &ReceiptError{fmt.Sprintf("unknown format %q", r.Format)}
-	}
-	if r.Key != vkey {
-		return nil, &ReceiptError{"signed by another key than the log's"}
-	}
-	cp, err := ParseCheckpoint([]byte(r.Checkpoint), vkey)
-	if err != nil {
-		return nil, &ReceiptError{"the checkpoint does not verify with the log's key: " + err.Error()}
-	}
-	if cp.Size != r.Size || r.Index < 0 || r.Index >= cp.Size {
-		return nil, &ReceiptError{fmt.Sprintf("index %d is not within the checkpoint's %d events", r.Index, cp.Size)}
-	}
-	leaf := tlog.RecordHash([]byte(r.Event))
-	if leaf != r.LeafHash {
-		return nil, &ReceiptError{"the event's hash is not the receipt's leaf: the event was modified"}
-	}
-	if err := tlog.CheckRecord(r.Proof, cp.Size, cp.Root, r.Index, leaf); err != nil {
-		return nil, &ReceiptError{"the inclusion proof does not lead to the signed root: " + err.Error()}
-	}
-	ev, err := ParseEvent([]byte(r.Event))
-	if err != nil {
-		return nil, &ReceiptError{"the event cannot be read: " + err.Error()}
-	}
-	if b, _ := ev.Canonical(); string(b) != r.Event {
-		return nil, &ReceiptError{"the event is not in canonical form"}
-	}
-	return &ev, nil
-}

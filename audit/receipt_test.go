@@ -49,8 +49,8 @@ func TestReceiptsVerifyOfflineAndRevealTampering(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw, _ := json.Marshal(r)
-	got, err := audit.VerifyReceipt(raw, l.VerifierKey())
-	if err != nil || got.Aidant != "aid_6" {
+	got, err := audit.VerifyReceipt(raw, l.VerifierKey(), nil, 0)
+	if err != nil || got.Event.Aidant != "aid_6" {
 		t.Fatalf("genuine receipt: %v %+v", err, got)
 	}
 
@@ -71,17 +71,19 @@ func TestReceiptsVerifyOfflineAndRevealTampering(t *testing.T) {
 		want string
 	}{
 		{"modified event", tamper(func(m map[string]any) { m["event"] = strings.Replace(r.Event, "aid_6", "aid_7", 1) }), "event was modified"},
+		{"modified salt", tamper(func(m map[string]any) { m["salt"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" }), "event was modified"},
+		{"modified entry and leaf", tamper(func(m map[string]any) { m["entry"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" }), "event was modified"},
 		{"modified proof", tamper(func(m map[string]any) {
 			p := m["proof"].([]any)
 			p[0], p[1] = p[1], p[0]
 		}), "inclusion proof"},
 		{"shifted index", tamper(func(m map[string]any) { m["index"] = 8 }), "inclusion proof"},
 		{"another key", tamper(func(m map[string]any) { m["key"] = otherV; m["checkpoint"] = string(forgedCP) }), "another key"},
-		{"checkpoint signed by another key", tamper(func(m map[string]any) { m["checkpoint"] = string(forgedCP) }), "does not verify"},
+		{"checkpoint signed by another key", tamper(func(m map[string]any) { m["checkpoint"] = string(forgedCP) }), "not verify"},
 		{"not a receipt", []byte(`{"hello":1}`), "not a receipt"},
 	}
 	for _, c := range cases {
-		_, err := audit.VerifyReceipt(c.data, l.VerifierKey())
+		_, err := audit.VerifyReceipt(c.data, l.VerifierKey(), nil, 0)
 		var re *audit.ReceiptError
 		if !errors.As(err, &re) || !strings.Contains(re.Msg, c.want) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)

@@ -52,16 +52,16 @@ func TestVerifyNamesTheFirstTamperedIndex(t *testing.T) {
 				// Shift events 20.. up by one and slip a forged one in at 20.
 				mustExec(t, db, `UPDATE audit_events SET idx = idx + 1000 WHERE idx >= 20`)
 				mustExec(t, db, `UPDATE audit_events SET idx = idx - 999 WHERE idx >= 1000`)
-				mustExec(t, db, `INSERT INTO audit_events (idx, body, type, time)
-					SELECT 20, body, type, time FROM audit_events WHERE idx = 3`)
+				mustExec(t, db, `INSERT INTO audit_events (idx, body, salt, type, time)
+					SELECT 20, body, salt, type, time FROM audit_events WHERE idx = 3`)
 			},
 			index: 20, want: "inserted",
 		},
 		{
 			name: "inserted event at the end",
 			tamper: func(t *testing.T, db *store.DB) {
-				mustExec(t, db, `INSERT INTO audit_events (idx, body, type, time)
-					SELECT 40, body, type, time FROM audit_events WHERE idx = 3`)
+				mustExec(t, db, `INSERT INTO audit_events (idx, body, salt, type, time)
+					SELECT 40, body, salt, type, time FROM audit_events WHERE idx = 3`)
 			},
 			index: 40, want: "inserted",
 		},

@@ -3,11 +3,12 @@ package audit
 import (
 	"bytes"
 	"context"
-	"database/sql/driver"
+	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
+	"strconv"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"aidants/store"
@@ -24,9 +25,13 @@ func (e *TamperError) Error() string { return fmt.Sprintf("index %d: %s", e.Inde
 
 // VerifyResult describes a log that verified.
 type VerifyResult struct {
-	Size        int64
+	Size        int64 // events, all origins together
 	Root        tlog.Hash
+	Origin      string // the current origin, whose tree Root is
+	Origins     int
 	Checkpoints int64 // stored checkpoints whose root matched
+	Witnessed   int64 // stored witnessed checkpoints whose root matched
+	Columns     int64 // events whose queryable columns matched their body
 }
 
 // tree recomputes an RFC 6962 tree record by record, independently of the
@@ -57,7 +62,7 @@ func (t *tree) add(leaf tlog.Hash, out []tlog.Hash) []tlog.Hash {
 // root is the RFC 6962 tree hash of the records added so far.
 func (t *tree) root() tlog.Hash {
 	if len(t.hashes) == 0 {
-		return tlog.RecordHash(nil) // never used: checkpoints start at size 1
+		return tlog.Hash{}
 	}
 	h := t.hashes[len(t.hashes)-1]
 	for i := len(t.hashes) - 2; i >= 0; i-- {
@@ -66,91 +71,180 @@ func (t *tree) root() tlog.Hash {
 	return h
 }
 
-// Verify recomputes every leaf from the stored event bodies, every stored
-// hash and the root, and checks them against the log head and every stored
-// checkpoint; the latest checkpoint's signature is checked with vkey. When
-// old is not nil (a checkpoint kept elsewhere, already verified), the log
-// must extend it. A tampered log gives a *TamperError naming the first bad
-// index.
+// Verify recomputes every entry and leaf from the stored event bodies and
+// salts, every queryable column from the bodies, every stored hash and
+// root, and checks them against the log head, every stored checkpoint and
+// witnessed checkpoint, and the signature of each origin's latest
+// checkpoint (the current origin's with vkey). When old is not nil (a
+// checkpoint kept elsewhere, already verified), the log must extend it. A
+// tampered log gives a *TamperError naming the first bad index.
 func Verify(ctx context.Context, db *store.DB, vkey string, old *Checkpoint) (*VerifyResult, error) {
-	var head struct {
-		Size int64  `db:"size"`
-		Root []byte `db:"root"`
+	var olds []*Checkpoint
+	if old != nil {
+		olds = append(olds, old)
 	}
-	if err := db.R.GetContext(ctx, &head, `SELECT size, root FROM audit_head WHERE id = 1`); err != nil {
+	return VerifyLog(ctx, db, vkey, olds...)
+}
+
+// VerifyLog is Verify with any number of checkpoints kept elsewhere (a
+// monitor's, the witness state file's), possibly of earlier origins.
+func VerifyLog(ctx context.Context, db *store.DB, vkey string, olds ...*Checkpoint) (*VerifyResult, error) {
+	v, err := newVerifier(ctx, db, vkey, olds)
+	if err != nil {
+		return nil, err
+	}
+	return v.run(ctx)
+}
+
+// verifier holds one run of VerifyLog.
+type verifier struct {
+	db      *store.DB
+	origins []Origin
+	verifs  []note.Verifier // per origin
+	head    struct {
+		Origin int64  `db:"origin_no"`
+		Size   int64  `db:"size"`
+		Root   []byte `db:"root"`
+	}
+	total int64 // events, all origins
+	olds  []*Checkpoint
+	res   VerifyResult
+}
+
+func newVerifier(ctx context.Context, db *store.DB, vkey string, olds []*Checkpoint) (*verifier, error) {
+	v := &verifier{db: db, olds: olds}
+	if err := db.R.GetContext(ctx, &v.head, `SELECT origin_no, size, root FROM audit_head WHERE id = 1`); err != nil {
 		return nil, fmt.Errorf("audit: verify: read head: %w", err)
 	}
-	n := head.Size
-	if old != nil && old.Size > n {
-		return nil, &TamperError{Index: n, Msg: fmt.Sprintf("the log has %d events but an older checkpoint signed %d: truncated", n, old.Size)}
+	var err error
+	if v.origins, err = Origins(ctx, db); err != nil {
+		return nil, err
 	}
+	if len(v.origins) == 0 {
+		if v.head.Size != 0 {
+			return nil, &TamperError{Index: 0, Msg: "the log has events but no origin"}
+		}
+		return v, nil
+	}
+	cur := v.origins[len(v.origins)-1]
+	if v.head.Origin != cur.No {
+		return nil, &TamperError{Index: cur.Start, Msg: fmt.Sprintf("the log head is at origin %d, not at the newest origin %q", v.head.Origin, cur.Name)}
+	}
+	if cur.VKey != vkey {
+		return nil, &TamperError{Index: cur.Start, Msg: fmt.Sprintf("the current origin %q is recorded with another key than the configured one", cur.Name)}
+	}
+	var hashes int64
+	for i, o := range v.origins {
+		if o.HashBase != hashes || (i > 0 && o.Start < v.origins[i-1].Start) || (i == 0 && o.Start != 0) {
+			return nil, &TamperError{Index: o.Start, Msg: fmt.Sprintf("origin %q does not start where the previous one ends", o.Name)}
+		}
+		nv, err := note.NewVerifier(o.VKey)
+		if err != nil || nv.Name() != o.Name {
+			return nil, &TamperError{Index: o.Start, Msg: fmt.Sprintf("origin %q has no valid key", o.Name)}
+		}
+		v.verifs = append(v.verifs, nv)
+		if i+1 < len(v.origins) {
+			hashes += tlog.StoredHashCount(v.origins[i+1].Start - o.Start)
+		}
+	}
+	v.total = cur.Start + v.head.Size
+	for _, old := range olds {
+		o := v.originNamed(old.Origin)
+		if o < 0 {
+			return nil, &TamperError{Index: v.total, Msg: fmt.Sprintf("the log has no origin %q, that of a checkpoint kept elsewhere (size %d)", old.Origin, old.Size)}
+		}
+		if end := v.end(o); old.Size > end-v.origins[o].Start && o == len(v.origins)-1 {
+			return nil, &TamperError{Index: end, Msg: fmt.Sprintf("the log has %d events but a checkpoint kept elsewhere signed %d: truncated", end-v.origins[o].Start, old.Size)}
+		}
+	}
+	return v, nil
+}
 
-	// The checkpoints, in size order; the latest must cover exactly the head.
-	var cps []struct {
-		Size int64  `db:"size"`
-		Note []byte `db:"note"`
-	}
-	if err := db.R.SelectContext(ctx, &cps, `SELECT size, note FROM audit_checkpoints ORDER BY size`); err != nil {
-		return nil, fmt.Errorf("audit: verify: read checkpoints: %w", err)
-	}
-	if n > 0 {
-		if len(cps) == 0 {
-			return nil, &TamperError{Index: 0, Msg: "no signed checkpoint covers the log"}
-		}
-		last := cps[len(cps)-1]
-		if last.Size > n {
-			return nil, &TamperError{Index: n, Msg: fmt.Sprintf("the log has %d events but its latest checkpoint signed %d: truncated", n, last.Size)}
-		}
-		if last.Size < n {
-			return nil, &TamperError{Index: last.Size, Msg: "events past the latest signed checkpoint: inserted"}
-		}
-		if _, err := ParseCheckpoint(last.Note, vkey); err != nil {
-			return nil, &TamperError{Index: n - 1, Msg: "the latest checkpoint's signature does not verify: " + err.Error()}
+func (v *verifier) originNamed(name string) int {
+	for i, o := range v.origins {
+		if o.Name == name {
+			return i
 		}
 	}
+	return -1
+}
 
+// end is the global position after origin i's last event.
+func (v *verifier) end(i int) int64 {
+	if i+1 < len(v.origins) {
+		return v.origins[i+1].Start
+	}
+	return v.total
+}
+
+// cpRow is a stored checkpoint, in the order of its global size.
+type cpRow struct {
+	gsize  int64
+	origin int64
+	size   int64
+	note   []byte
+}
+
+func (v *verifier) run(ctx context.Context) (*VerifyResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	evc, evErr := streamRows(ctx, db, `SELECT idx, body FROM audit_events ORDER BY idx`, true)
+	evc, evErr := streamEvents(ctx, v.db)
 	// Hashes are read by value alone, in id order: a missing or extra row
 	// shifts every later comparison, and the count is checked at the end.
-	hc, hErr := streamRows(ctx, db, `SELECT hash FROM audit_hashes ORDER BY id`, false)
+	hc, hErr := streamRows(ctx, v.db, `SELECT hash FROM audit_hashes ORDER BY id`)
+	cpc, cpErr := streamCheckpoints(ctx, v.db, `SELECT gsize, origin_no, size, note FROM audit_checkpoints ORDER BY gsize`)
+	wc, wErr := streamCheckpoints(ctx, v.db, `SELECT gsize, origin_no, size, note FROM audit_witnessed ORDER BY gsize`)
 	defer func() {
 		// Stop the readers early on a verdict, then wait for them.
 		cancel()
 		drain(evc)
 		drain(hc)
+		drain(cpc)
+		drain(wc)
 	}()
+	evs, hs := &evCursor{c: evc}, &cursor{c: hc}
+	cps, ws := &cpCursor{c: cpc}, &cpCursor{c: wc}
 
 	var t tree
 	var want []tlog.Hash
-	evs, hs := &cursor{c: evc}, &cursor{c: hc}
 	nextHashID := int64(0)
-	ci := 0
-	res := &VerifyResult{Size: n}
-	for i := int64(0); i < n; i++ {
-		id, leaf, ok := evs.nextLeaf()
+	oi := -1
+	var last *cpRow // the current origin's latest stored checkpoint
+	roots := make([]tlog.Hash, len(v.origins))
+	for i := int64(0); i < v.total; i++ {
+		if oi+1 < len(v.origins) && i == v.origins[oi+1].Start {
+			if oi >= 0 {
+				if err := v.closeOrigin(oi, last, &t, i); err != nil {
+					return nil, err
+				}
+				roots[oi] = t.root()
+			}
+			oi++
+			t, last = tree{}, nil
+		}
+		o := &v.origins[oi]
+		r, ok := evs.next()
 		if !ok {
-			if err := firstErr(evErr); err != nil {
+			if err := *evErr; err != nil {
 				return nil, err
 			}
 			return nil, &TamperError{Index: i, Msg: "event is missing: deleted"}
 		}
-		if id != i {
-			if id > i {
+		if r.idx != i {
+			if r.idx > i {
 				return nil, &TamperError{Index: i, Msg: "event is missing: deleted"}
 			}
 			return nil, &TamperError{Index: i, Msg: "event indexes are out of order"}
 		}
-		want = t.add(leaf, want)
+		want = t.add(r.leaf, want)
 		for j, h := range want {
-			hid, stored, ok := hs.next()
+			stored, ok := hs.next()
 			if !ok {
-				if err := firstErr(hErr); err != nil {
+				if err := *hErr; err != nil {
 					return nil, err
 				}
 				return nil, &TamperError{Index: i, Msg: "stored hashes are missing"}
 			}
-			if hid != nextHashID || !bytes.Equal(stored, h[:]) {
+			if !bytes.Equal(stored, h[:]) {
 				if j == 0 {
 					return nil, &TamperError{Index: i, Msg: "event does not match its stored hash: edited, inserted or reordered"}
 				}
@@ -158,54 +252,147 @@ func Verify(ctx context.Context, db *store.DB, vkey string, old *Checkpoint) (*V
 			}
 			nextHashID++
 		}
-		size := i + 1
+		if r.badColumn != "" {
+			return nil, &TamperError{Index: i, Msg: fmt.Sprintf("the stored %s column differs from the event's body: edited", r.badColumn)}
+		}
+		v.res.Columns++
+		size := i + 1 - o.Start
 		var root tlog.Hash
 		var rooted bool
-		for ci < len(cps) && cps[ci].Size <= size {
-			if cps[ci].Size == size {
-				if !rooted {
-					root, rooted = t.root(), true
-				}
-				cp, err := parseUnverified(cps[ci].Note)
-				if err != nil || cp.Root != root {
-					return nil, &TamperError{Index: i, Msg: fmt.Sprintf("the stored checkpoint of size %d does not match the events", size)}
-				}
-				res.Checkpoints++
-			}
-			ci++
-		}
-		if old != nil && old.Size == size {
+		rootAt := func() tlog.Hash {
 			if !rooted {
 				root, rooted = t.root(), true
 			}
-			if root != old.Root {
-				return nil, &TamperError{Index: i, Msg: fmt.Sprintf("the first %d events are not those of the older checkpoint: history rewritten", size)}
+			return root
+		}
+		for {
+			c, ok := cps.peek()
+			if !ok || c.gsize > i+1 {
+				break
+			}
+			cps.take()
+			if c.gsize < i+1 || c.origin != o.No || c.size != size {
+				return nil, &TamperError{Index: i, Msg: fmt.Sprintf("a stored checkpoint of size %d does not belong to the log: inserted", c.size)}
+			}
+			cp, err := parseUnverified(c.note)
+			if err != nil || cp.Root != rootAt() || cp.Size != size || cp.Origin != o.Name {
+				return nil, &TamperError{Index: i, Msg: fmt.Sprintf("the stored checkpoint of size %d does not match the events", size)}
+			}
+			last = &c
+			v.res.Checkpoints++
+		}
+		for {
+			c, ok := ws.peek()
+			if !ok || c.gsize > i+1 {
+				break
+			}
+			ws.take()
+			cp, err := parseUnverified(c.note)
+			if err != nil || c.gsize < i+1 || c.origin != o.No || cp.Root != rootAt() || cp.Size != size || cp.Origin != o.Name {
+				return nil, &TamperError{Index: i, Msg: fmt.Sprintf("the stored witnessed checkpoint of size %d does not match the events", c.size)}
+			}
+			v.res.Witnessed++
+		}
+		for _, old := range v.olds {
+			if old.Origin == o.Name && old.Size == size && old.Root != rootAt() {
+				return nil, &TamperError{Index: i, Msg: fmt.Sprintf("the first %d events of origin %q are not those of a checkpoint kept elsewhere: history rewritten", size, o.Name)}
 			}
 		}
 	}
-	if id, _, ok := evs.next(); ok {
-		return nil, &TamperError{Index: id, Msg: "event past the log head: inserted"}
+	if r, ok := evs.next(); ok {
+		return nil, &TamperError{Index: r.idx, Msg: "event past the log head: inserted"}
 	}
-	if err := firstErr(evErr); err != nil {
+	if err := *evErr; err != nil {
 		return nil, err
 	}
-	if hid, _, ok := hs.next(); ok {
-		return nil, &TamperError{Index: n, Msg: fmt.Sprintf("stored hash %d past the log head: inserted", hid)}
+	if _, ok := hs.next(); ok {
+		return nil, &TamperError{Index: v.total, Msg: fmt.Sprintf("stored hash %d past the log head: inserted", nextHashID)}
 	}
-	if err := firstErr(hErr); err != nil {
+	if err := *hErr; err != nil {
 		return nil, err
 	}
-	if n > 0 {
-		res.Root = t.root()
-		if !bytes.Equal(head.Root, res.Root[:]) {
-			return nil, &TamperError{Index: n - 1, Msg: "the log head's root does not match the events"}
+	for _, c := range []*cpCursor{cps, ws} {
+		if r, ok := c.peek(); ok {
+			return nil, &TamperError{Index: v.total, Msg: fmt.Sprintf("a stored checkpoint of size %d past the log head: truncated", r.size)}
 		}
 	}
-	return res, nil
+	if err := errors.Join(*cpErr, *wErr); err != nil {
+		return nil, err
+	}
+	if oi >= 0 {
+		if err := v.closeOrigin(oi, last, &t, v.total); err != nil {
+			return nil, err
+		}
+		roots[oi] = t.root()
+		v.res.Root = roots[oi]
+		if !bytes.Equal(v.head.Root, v.res.Root[:]) {
+			return nil, &TamperError{Index: v.total - 1, Msg: "the log head's root does not match the events"}
+		}
+	}
+	if err := v.checkSuccessions(ctx, roots); err != nil {
+		return nil, err
+	}
+	v.res.Size, v.res.Origins = v.total, len(v.origins)
+	if len(v.origins) > 0 {
+		v.res.Origin = v.origins[len(v.origins)-1].Name
+	}
+	return &v.res, nil
 }
 
-// parseUnverified reads a checkpoint's size and root without checking its
-// signature (only the latest one's signature is checked, by the caller).
+// closeOrigin checks an origin once its last event is read: its latest
+// checkpoint covers all its events and is signed by its key.
+func (v *verifier) closeOrigin(oi int, last *cpRow, t *tree, end int64) error {
+	o := v.origins[oi]
+	n := end - o.Start
+	if n == 0 {
+		return nil
+	}
+	if last == nil {
+		return &TamperError{Index: o.Start, Msg: fmt.Sprintf("no signed checkpoint covers origin %q", o.Name)}
+	}
+	if last.size < n {
+		return &TamperError{Index: o.Start + last.size, Msg: "events past the latest signed checkpoint: inserted"}
+	}
+	n2, err := note.Open(last.note, note.VerifierList(v.verifs[oi]))
+	if err != nil {
+		return &TamperError{Index: end - 1, Msg: "the latest checkpoint's signature does not verify: " + err.Error()}
+	}
+	_ = n2
+	return nil
+}
+
+// checkSuccessions checks that each origin after the first begins with an
+// audit.origin_started event recording where the previous one stops in
+// this database, and the witnessed checkpoints kept elsewhere of an origin
+// that the database does not reach.
+func (v *verifier) checkSuccessions(ctx context.Context, roots []tlog.Hash) error {
+	for k := 1; k < len(v.origins); k++ {
+		prev, o := v.origins[k-1], v.origins[k]
+		var body []byte
+		if err := v.db.R.GetContext(ctx, &body, v.db.Rebind(`SELECT body FROM audit_events WHERE idx = ?`), o.Start); err != nil {
+			return &TamperError{Index: o.Start, Msg: fmt.Sprintf("origin %q has no first event", o.Name)}
+		}
+		ev, err := ParseEvent(body)
+		d := ev.Detail
+		prevSize := o.Start - prev.Start
+		if err != nil || ev.Type != AuditOriginStarted || d["previous_origin"] != prev.Name ||
+			fmt.Sprint(d["previous_size"]) != strconv.FormatInt(prevSize, 10) ||
+			(prevSize > 0 && d["previous_root"] != base64.StdEncoding.EncodeToString(roots[k-1][:])) {
+			return &TamperError{Index: o.Start, Msg: fmt.Sprintf("the first event of origin %q does not record the end of origin %q", o.Name, prev.Name)}
+		}
+		for _, old := range v.olds {
+			if old.Origin == prev.Name && old.Size > prevSize &&
+				(fmt.Sprint(d["witnessed_size"]) != strconv.FormatInt(old.Size, 10) || d["witnessed_root"] != base64.StdEncoding.EncodeToString(old.Root[:])) {
+				return &TamperError{Index: o.Start, Msg: fmt.Sprintf("origin %q stops at %d events, below a checkpoint of size %d kept elsewhere that origin %q does not record",
+					prev.Name, prevSize, old.Size, o.Name)}
+			}
+		}
+	}
+	return nil
+}
+
+// parseUnverified reads a checkpoint's origin, size and root without
+// checking its signature.
 func parseUnverified(msg []byte) (*Checkpoint, error) {
 	text, _, ok := bytes.Cut(msg, []byte("\n\n"))
 	if !ok {
@@ -216,9 +403,11 @@ func parseUnverified(msg []byte) (*Checkpoint, error) {
 		return nil, errors.New("audit: short checkpoint")
 	}
 	cp := &Checkpoint{Origin: string(lines[0])}
-	if _, err := fmt.Sscanf(string(lines[1]), "%d", &cp.Size); err != nil {
+	n, err := strconv.ParseInt(string(lines[1]), 10, 64)
+	if err != nil {
 		return nil, err
 	}
+	cp.Size = n
 	h, err := tlog.ParseHash(string(lines[2]))
 	if err != nil {
 		return nil, err
@@ -226,142 +415,3 @@ func parseUnverified(msg []byte) (*Checkpoint, error) {
 	cp.Root = h
 	return cp, nil
 }
-
-type row struct {
-	id   int64
-	data []byte
-	leaf tlog.Hash // RecordHash(data), when the stream computes it
-}
-
-// streamRows reads rows of (int64, bytes) — or of bytes alone, numbered
-// from 0, when the query has one column — on its own connection and hands
-// them over in chunks, so that reading and hashing overlap on two cores.
-// It talks to the driver directly: database/sql's per-row locking,
-// conversions and copies cost more than the hashing.
-//
-// With leaves, the reader also computes each row's RecordHash, so that
-// hashing the bodies runs beside the main goroutine's tree work.
-func streamRows(ctx context.Context, db *store.DB, q string, leaves bool) (<-chan []row, *error) {
-	c := make(chan []row, 8)
-	errp := new(error)
-	go func() {
-		defer close(c)
-		conn, err := db.R.Conn(ctx)
-		if err != nil {
-			*errp = fmt.Errorf("audit: verify: %w", err)
-			return
-		}
-		defer conn.Close()
-		if db.Dialect == store.SQLite {
-			// A full scan reads every page once: map the file rather than
-			// pay a read call per page. (Only this connection, only now.)
-			conn.ExecContext(ctx, `PRAGMA mmap_size = 2147418112`)
-			defer conn.ExecContext(context.Background(), `PRAGMA mmap_size = 0`)
-		}
-		err = conn.Raw(func(dc any) error {
-			qc, ok := dc.(driver.QueryerContext)
-			if !ok {
-				return errors.New("driver cannot query")
-			}
-			rows, err := qc.QueryContext(ctx, q, nil)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			dest := make([]driver.Value, len(rows.Columns()))
-			chunk := make([]row, 0, 4096)
-			var n int64
-			for {
-				if err := rows.Next(dest); err == io.EOF {
-					break
-				} else if err != nil {
-					return err
-				}
-				r := row{id: n}
-				n++
-				v := dest[len(dest)-1]
-				if len(dest) == 2 {
-					id, ok := dest[0].(int64)
-					if !ok {
-						return fmt.Errorf("unexpected id %T", dest[0])
-					}
-					r.id = id
-				}
-				switch b := v.(type) {
-				case []byte:
-					r.data = b // the driver hands out a fresh slice per row
-				case string:
-					r.data = []byte(b)
-				default:
-					return fmt.Errorf("unexpected value %T", v)
-				}
-				if leaves {
-					r.leaf = tlog.RecordHash(r.data)
-					r.data = nil
-				}
-				chunk = append(chunk, r)
-				if len(chunk) == cap(chunk) {
-					select {
-					case c <- chunk:
-					case <-ctx.Done():
-						return ctx.Err()
-					}
-					chunk = make([]row, 0, 4096)
-				}
-			}
-			if len(chunk) > 0 {
-				select {
-				case c <- chunk:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			*errp = fmt.Errorf("audit: verify: %w", err)
-		}
-	}()
-	return c, errp
-}
-
-type cursor struct {
-	c     <-chan []row
-	chunk []row
-	i     int
-}
-
-func (c *cursor) next() (int64, []byte, bool) {
-	for c.i >= len(c.chunk) {
-		chunk, ok := <-c.c
-		if !ok {
-			return 0, nil, false
-		}
-		c.chunk, c.i = chunk, 0
-	}
-	r := c.chunk[c.i]
-	c.i++
-	return r.id, r.data, true
-}
-
-// nextLeaf is next for a stream that computed leaf hashes.
-func (c *cursor) nextLeaf() (int64, tlog.Hash, bool) {
-	for c.i >= len(c.chunk) {
-		chunk, ok := <-c.c
-		if !ok {
-			return 0, tlog.Hash{}, false
-		}
-		c.chunk, c.i = chunk, 0
-	}
-	r := c.chunk[c.i]
-	c.i++
-	return r.id, r.leaf, true
-}
-
-func drain(c <-chan []row) {
-	for range c {
-	}
-}
-
-// firstErr reads a streaming goroutine's error once its channel is closed.
-func firstErr(p *error) error { return *p }

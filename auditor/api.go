@@ -2,6 +2,7 @@ package auditor
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
@@ -172,15 +173,26 @@ func (api *API) Events(w http.ResponseWriter, r *http.Request) {
 	case "ndjson":
 		h.Set("Content-Type", "application/x-ndjson")
 		enc := json.NewEncoder(bw)
-		abortOn(api.log.Query(r.Context(), f, after, limit, func(e audit.Entry) error { return enc.Encode(line(e)) }))
+		abortOn(api.log.Query(r.Context(), f, after, limit, func(e audit.Entry) error {
+			l, err := api.line(r.Context(), e)
+			if err != nil {
+				return err
+			}
+			return enc.Encode(l)
+		}))
 	case "csv":
 		h.Set("Content-Type", "text/csv; charset=utf-8")
 		h.Set("Content-Disposition", `attachment; filename="journal.csv"`)
 		cw := csv.NewWriter(bw)
-		cw.Write([]string{"index", "leaf_hash", "time", "type", "actor", "organisation", "aidant", "usager", "mandate", "service", "demarches", "event"})
+		cw.Write([]string{"index", "origin", "leaf_index", "salt", "entry", "leaf_hash", "time", "type", "actor", "organisation", "aidant", "usager", "mandate", "service", "demarches", "event"})
 		err := api.log.Query(r.Context(), f, after, limit, func(e audit.Entry) error {
 			ev := e.Event
-			cw.Write([]string{strconv.FormatInt(e.Index, 10), leafHash(e.Body), ev.Time.UTC().Format(time.RFC3339Nano), ev.Type,
+			l, err := api.line(r.Context(), e)
+			if err != nil {
+				return err
+			}
+			cw.Write([]string{strconv.FormatInt(e.Index, 10), l.Origin, strconv.FormatInt(l.LeafIndex, 10), l.Salt, l.Entry, l.LeafHash,
+				ev.Time.UTC().Format(time.RFC3339Nano), ev.Type,
 				ev.Actor.Kind + ":" + ev.Actor.ID, ev.Organisation, ev.Aidant, ev.Usager, ev.Mandate, ev.Service,
 				strings.Join(ev.Demarches, " "), string(e.Body)})
 			return cw.Error()
@@ -189,7 +201,11 @@ func (api *API) Events(w http.ResponseWriter, r *http.Request) {
 		cw.Flush()
 	default:
 		var page []eventLine
-		if err := api.log.Query(r.Context(), f, after, limit, func(e audit.Entry) error { page = append(page, line(e)); return nil }); err != nil {
+		if err := api.log.Query(r.Context(), f, after, limit, func(e audit.Entry) error {
+			l, err := api.line(r.Context(), e)
+			page = append(page, l)
+			return err
+		}); err != nil {
 			apiError(w, http.StatusInternalServerError, "server_error", "the journal could not be read")
 			return
 		}
@@ -205,22 +221,31 @@ func (api *API) Events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// eventLine is one event as the API answers it: its index and leaf hash
-// let the auditor ask /audit/proof/inclusion and check it against a
-// signed checkpoint.
+// eventLine is one event as the API answers it. With its salt, anyone
+// recomputes its public entry, SHA-256(salt ‖ event), and leaf hash,
+// tlog.RecordHash(entry); its origin and leaf index let the auditor ask
+// /audit/proof/inclusion and check it against a signed checkpoint (SPEC
+// §6.1). Index is its position in the journal, the cursor of the pages.
 type eventLine struct {
-	Index    int64           `json:"index"`
-	LeafHash string          `json:"leaf_hash"`
-	Event    json.RawMessage `json:"event"`
+	Index     int64           `json:"index"`
+	Origin    string          `json:"origin"`
+	LeafIndex int64           `json:"leaf_index"`
+	Salt      string          `json:"salt"`
+	Entry     string          `json:"entry"`
+	LeafHash  string          `json:"leaf_hash"`
+	Event     json.RawMessage `json:"event"`
 }
 
-func line(e audit.Entry) eventLine {
-	return eventLine{Index: e.Index, LeafHash: leafHash(e.Body), Event: json.RawMessage(e.Body)}
-}
-
-func leafHash(body []byte) string {
-	h := tlog.RecordHash(body)
-	return base64.StdEncoding.EncodeToString(h[:])
+func (api *API) line(ctx context.Context, e audit.Entry) (eventLine, error) {
+	origin, leaf, err := api.log.Locate(ctx, e.Index)
+	if err != nil {
+		return eventLine{}, err
+	}
+	entry := e.Entry()
+	lh := tlog.RecordHash(entry[:])
+	return eventLine{Index: e.Index, Origin: origin, LeafIndex: leaf, Salt: base64.StdEncoding.EncodeToString(e.Salt),
+		Entry: base64.StdEncoding.EncodeToString(entry[:]), LeafHash: base64.StdEncoding.EncodeToString(lh[:]),
+		Event: json.RawMessage(e.Body)}, nil
 }
 
 func negotiate(accept string) string {

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
@@ -131,9 +133,13 @@ func queryEvents(t *testing.T, s *testServer, token, query, accept string) apiAn
 
 type eventsPage struct {
 	Events []struct {
-		Index    int64           `json:"index"`
-		LeafHash string          `json:"leaf_hash"`
-		Event    json.RawMessage `json:"event"`
+		Index     int64           `json:"index"`
+		Origin    string          `json:"origin"`
+		LeafIndex int64           `json:"leaf_index"`
+		Salt      []byte          `json:"salt"`
+		Entry     []byte          `json:"entry"`
+		LeafHash  string          `json:"leaf_hash"`
+		Event     json.RawMessage `json:"event"`
 	} `json:"events"`
 	Next *string `json:"next"`
 }
@@ -214,10 +220,18 @@ func TestAuditorSeesOnlyItsScope(t *testing.T) {
 	if len(first.Events) != 1 || first.Next == nil {
 		t.Fatalf("first page: %+v", first)
 	}
-	// The leaf hash is the event's, and proves it in the signed tree.
+	// The entry is SHA-256(salt ‖ event), the leaf hash is the entry's,
+	// and proves it in the signed tree.
 	ev := first.Events[0]
-	if want := tlog.RecordHash(ev.Event); ev.LeafHash != base64.StdEncoding.EncodeToString(want[:]) {
-		t.Errorf("leaf hash %s is not the event's", ev.LeafHash)
+	entry := sha256.Sum256(append(append([]byte{}, ev.Salt...), ev.Event...))
+	if len(ev.Salt) != 32 || !bytes.Equal(entry[:], ev.Entry) {
+		t.Errorf("entry %x is not SHA-256(salt ‖ event)", ev.Entry)
+	}
+	if want := tlog.RecordHash(entry[:]); ev.LeafHash != base64.StdEncoding.EncodeToString(want[:]) {
+		t.Errorf("leaf hash %s is not the entry's", ev.LeafHash)
+	}
+	if ev.Origin == "" || ev.LeafIndex != ev.Index {
+		t.Errorf("origin %q, leaf index %d of event %d", ev.Origin, ev.LeafIndex, ev.Index)
 	}
 	size, root, _ := thirdPartyCheckpoint(t, s.URL)
 	_, proofBody := fetch(t, fmt.Sprintf("%s/audit/proof/inclusion?index=%d&size=%d", s.URL, ev.Index, size))
@@ -226,7 +240,7 @@ func TestAuditorSeesOnlyItsScope(t *testing.T) {
 		Hashes   []tlog.Hash `json:"hashes"`
 	}
 	json.Unmarshal(proofBody, &proof)
-	if err := tlog.CheckRecord(proof.Hashes, size, root, ev.Index, tlog.RecordHash(ev.Event)); err != nil {
+	if err := tlog.CheckRecord(proof.Hashes, size, root, ev.LeafIndex, tlog.RecordHash(entry[:])); err != nil {
 		t.Errorf("the event's inclusion proof: %v", err)
 	}
 	second := page(tokAll, "type=mandate.created&limit=1&after="+*first.Next)
@@ -251,11 +265,11 @@ func TestAuditorSeesOnlyItsScope(t *testing.T) {
 	cs := queryEvents(t, s, tokA, "", "text/csv")
 	queries++
 	rows, err := csv.NewReader(strings.NewReader(cs.body)).ReadAll()
-	if err != nil || cs.status != http.StatusOK || len(rows) < 2 || rows[0][0] != "index" || rows[0][1] != "leaf_hash" {
+	if err != nil || cs.status != http.StatusOK || len(rows) < 2 || rows[0][0] != "index" || rows[0][5] != "leaf_hash" {
 		t.Fatalf("csv: %d %v %v", cs.status, err, rows)
 	}
 	for _, row := range rows[1:] {
-		if row[5] != orgA {
+		if row[9] != orgA {
 			t.Errorf("csv row of another organisation: %v", row)
 		}
 	}

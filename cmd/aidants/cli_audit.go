@@ -129,7 +129,7 @@ func cmdAuditVerifyReceipt(ctx context.Context, args []string, stdout, stderr io
 			return err
 		}
 	}
-	ev, err := audit.VerifyReceipt(data, vkey)
+	check, err := audit.VerifyReceipt(data, vkey, nil, 0)
 	var re *audit.ReceiptError
 	if errors.As(err, &re) {
 		fmt.Fprintf(stdout, "invalid: %s\n", re.Msg)
@@ -138,6 +138,7 @@ func cmdAuditVerifyReceipt(ctx context.Context, args []string, stdout, stderr io
 	if err != nil {
 		return fmt.Errorf("audit verify-receipt: %w", err)
 	}
+	ev := check.Event
 	fmt.Fprintf(stdout, "valid: event %s of %s is in the log signed by %s\n", ev.Type, ev.Time.UTC().Format(time.RFC3339), strings.SplitN(vkey, "+", 2)[0])
 	return nil
 }

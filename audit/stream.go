@@ -1,0 +1,321 @@
+package audit
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"aidants/store"
+)
+
+// The readers below talk to the driver directly: database/sql's per-row
+// locking, conversions and copies cost more than the hashing. Each runs on
+// its own connection and hands rows over in chunks, so that reading,
+// hashing and the tree's work overlap on two cores.
+
+const chunkRows = 4096
+
+// rawEvent is a stored event as read: its body, salt and every queryable
+// column.
+type rawEvent struct {
+	idx        int64
+	body, salt []byte
+	typ        string
+	time       int64
+	cols       [6]column // organisation, aidant, usager, mandate, service, demarches
+}
+
+// column is a nullable text column.
+type column struct {
+	v     string
+	valid bool
+}
+
+// evRow is an event as verified: its leaf hash, and the first of its
+// columns that differs from its body, if any.
+type evRow struct {
+	idx       int64
+	leaf      tlog.Hash
+	badColumn string
+}
+
+// streamEvents reads every event in index order. A second goroutine
+// recomputes each event's entry and leaf hash and checks its columns
+// against its body, beside the reader and the tree.
+func streamEvents(ctx context.Context, db *store.DB) (<-chan []evRow, *error) {
+	raw := make(chan []rawEvent, 4)
+	out := make(chan []evRow, 4)
+	errp := new(error)
+	readErr := new(error)
+	go func() {
+		defer close(raw)
+		*readErr = queryRaw(ctx, db, `SELECT idx, body, salt, type, time, organisation_id, aidant_id, usager_id, mandate_id, service_id, demarches
+			FROM audit_events ORDER BY idx`, func(rows driver.Rows) error {
+			dest := make([]driver.Value, 11)
+			chunk := make([]rawEvent, 0, chunkRows)
+			for {
+				if err := rows.Next(dest); err == io.EOF {
+					break
+				} else if err != nil {
+					return err
+				}
+				var r rawEvent
+				var ok bool
+				if r.idx, ok = dest[0].(int64); !ok {
+					return fmt.Errorf("unexpected idx %T", dest[0])
+				}
+				r.body, r.salt = asBytes(dest[1]), asBytes(dest[2])
+				r.typ = asString(dest[3])
+				r.time, _ = dest[4].(int64)
+				for i := range r.cols {
+					if v := dest[5+i]; v != nil {
+						r.cols[i] = column{asString(v), true}
+					}
+				}
+				chunk = append(chunk, r)
+				if len(chunk) == cap(chunk) {
+					select {
+					case raw <- chunk:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+					chunk = make([]rawEvent, 0, chunkRows)
+				}
+			}
+			if len(chunk) > 0 {
+				select {
+				case raw <- chunk:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	}()
+	go func() {
+		defer close(out)
+		for chunk := range raw {
+			rows := make([]evRow, len(chunk))
+			for i := range chunk {
+				r := &chunk[i]
+				entry := EntryOf(r.salt, r.body)
+				rows[i] = evRow{idx: r.idx, leaf: tlog.RecordHash(entry[:]), badColumn: checkColumns(r)}
+				if len(r.salt) != SaltSize {
+					rows[i].badColumn = "salt"
+				}
+			}
+			select {
+			case out <- rows:
+			case <-ctx.Done():
+				drainRaw(raw)
+				return
+			}
+		}
+		*errp = *readErr
+	}()
+	return out, errp
+}
+
+func drainRaw(c <-chan []rawEvent) {
+	for range c {
+	}
+}
+
+// streamRows reads a one-column query of bytes, in order.
+func streamRows(ctx context.Context, db *store.DB, q string) (<-chan [][]byte, *error) {
+	c := make(chan [][]byte, 8)
+	errp := new(error)
+	go func() {
+		defer close(c)
+		*errp = queryRaw(ctx, db, q, func(rows driver.Rows) error {
+			dest := make([]driver.Value, 1)
+			chunk := make([][]byte, 0, chunkRows)
+			for {
+				if err := rows.Next(dest); err == io.EOF {
+					break
+				} else if err != nil {
+					return err
+				}
+				chunk = append(chunk, asBytes(dest[0]))
+				if len(chunk) == cap(chunk) {
+					select {
+					case c <- chunk:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+					chunk = make([][]byte, 0, chunkRows)
+				}
+			}
+			if len(chunk) > 0 {
+				select {
+				case c <- chunk:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	}()
+	return c, errp
+}
+
+// streamCheckpoints reads (gsize, origin_no, size, note) rows in order.
+func streamCheckpoints(ctx context.Context, db *store.DB, q string) (<-chan []cpRow, *error) {
+	c := make(chan []cpRow, 2)
+	errp := new(error)
+	go func() {
+		defer close(c)
+		*errp = queryRaw(ctx, db, q, func(rows driver.Rows) error {
+			dest := make([]driver.Value, 4)
+			chunk := make([]cpRow, 0, 256)
+			for {
+				if err := rows.Next(dest); err == io.EOF {
+					break
+				} else if err != nil {
+					return err
+				}
+				var r cpRow
+				r.gsize, _ = dest[0].(int64)
+				r.origin, _ = dest[1].(int64)
+				r.size, _ = dest[2].(int64)
+				r.note = asBytes(dest[3])
+				chunk = append(chunk, r)
+				if len(chunk) == cap(chunk) {
+					select {
+					case c <- chunk:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+					chunk = make([]cpRow, 0, 256)
+				}
+			}
+			if len(chunk) > 0 {
+				select {
+				case c <- chunk:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	}()
+	return c, errp
+}
+
+// queryRaw runs q on a connection of its own and hands the driver's rows
+// to f.
+func queryRaw(ctx context.Context, db *store.DB, q string, f func(driver.Rows) error) error {
+	conn, err := db.R.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("audit: verify: %w", err)
+	}
+	defer conn.Close()
+	if db.Dialect == store.SQLite {
+		// A full scan reads every page once: map the file rather than
+		// pay a read call per page. (Only this connection, only now.)
+		conn.ExecContext(ctx, `PRAGMA mmap_size = 2147418112`)
+		defer conn.ExecContext(context.Background(), `PRAGMA mmap_size = 0`)
+	}
+	err = conn.Raw(func(dc any) error {
+		qc, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return errors.New("driver cannot query")
+		}
+		rows, err := qc.QueryContext(ctx, q, nil)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		return f(rows)
+	})
+	if err != nil {
+		return fmt.Errorf("audit: verify: %w", err)
+	}
+	return nil
+}
+
+func asBytes(v driver.Value) []byte {
+	switch b := v.(type) {
+	case []byte:
+		return b // the drivers hand out a fresh slice per row
+	case string:
+		return []byte(b)
+	}
+	return nil
+}
+
+func asString(v driver.Value) string {
+	switch s := v.(type) {
+	case string:
+		return s
+	case []byte:
+		return string(s)
+	}
+	return ""
+}
+
+type cursor struct {
+	c     <-chan [][]byte
+	chunk [][]byte
+	i     int
+}
+
+func (c *cursor) next() ([]byte, bool) {
+	for c.i >= len(c.chunk) {
+		chunk, ok := <-c.c
+		if !ok {
+			return nil, false
+		}
+		c.chunk, c.i = chunk, 0
+	}
+	r := c.chunk[c.i]
+	c.i++
+	return r, true
+}
+
+type evCursor struct {
+	c     <-chan []evRow
+	chunk []evRow
+	i     int
+}
+
+func (c *evCursor) next() (evRow, bool) {
+	for c.i >= len(c.chunk) {
+		chunk, ok := <-c.c
+		if !ok {
+			return evRow{}, false
+		}
+		c.chunk, c.i = chunk, 0
+	}
+	r := c.chunk[c.i]
+	c.i++
+	return r, true
+}
+
+type cpCursor struct {
+	c     <-chan []cpRow
+	chunk []cpRow
+	i     int
+}
+
+func (c *cpCursor) peek() (cpRow, bool) {
+	for c.i >= len(c.chunk) {
+		chunk, ok := <-c.c
+		if !ok {
+			return cpRow{}, false
+		}
+		c.chunk, c.i = chunk, 0
+	}
+	return c.chunk[c.i], true
+}
+
+func (c *cpCursor) take() { c.i++ }
+
+func drain[T any](c <-chan T) {
+	for range c {
+	}
+}

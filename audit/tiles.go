@@ -1,0 +1,162 @@
+package audit
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// The log as C2SP tlog-tiles (c2sp.org/tlog-tiles): hash tiles of 256
+// hashes at tree levels 0, 8, 16…, and entry bundles of 256 entries, each
+// entry being SHA-256(salt ‖ body) — a commitment that reveals nothing
+// about the event (SPEC §6.1). Anyone holding the tiles rebuilds the tree
+// and checks it against a signed checkpoint, with any tlog client.
+
+// TileHeight is the height of tiles (c2sp.org/tlog-tiles).
+const TileHeight = 8
+
+// TileWidth is the number of hashes or entries in a full tile.
+const TileWidth = 1 << TileHeight
+
+// ErrNoTile is returned for a tile the log does not have (beyond its
+// latest checkpoint, or malformed).
+var ErrNoTile = &ErrBadRange{Msg: "no such tile"}
+
+// ParseTilePath reads a tile path relative to the tiles' prefix:
+// "tile/<L>/<N>[.p/<W>]" or "tile/entries/<N>[.p/<W>]".
+func ParseTilePath(path string) (tlog.Tile, error) {
+	if rest, ok := strings.CutPrefix(path, "tile/entries/"); ok {
+		t, err := tlog.ParseTilePath("tile/8/data/" + rest)
+		if err != nil {
+			return tlog.Tile{}, fmt.Errorf("audit: malformed tile path %q", path)
+		}
+		return t, nil
+	}
+	if rest, ok := strings.CutPrefix(path, "tile/"); ok && !strings.HasPrefix(rest, "data/") {
+		t, err := tlog.ParseTilePath("tile/8/" + rest)
+		if err != nil {
+			return tlog.Tile{}, fmt.Errorf("audit: malformed tile path %q", path)
+		}
+		return t, nil
+	}
+	return tlog.Tile{}, fmt.Errorf("audit: malformed tile path %q", path)
+}
+
+// TilePath is the path of t relative to the tiles' prefix.
+func TilePath(t tlog.Tile) string {
+	if t.L == -1 {
+		return "tile/entries/" + strings.TrimPrefix(t.Path(), "tile/8/data/")
+	}
+	return "tile/" + strings.TrimPrefix(t.Path(), "tile/8/")
+}
+
+// Tile returns the data of tile t of the current origin's tree, which must
+// lie within its latest signed checkpoint. A full tile never changes.
+func (l *Log) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
+	if t.H != TileHeight || t.W < 1 || t.W > TileWidth || t.N < 0 || t.L < -1 || t.L > 7 {
+		return nil, ErrNoTile
+	}
+	cp, err := l.Latest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The tile holds hashes (or entries) N*256 … N*256+W-1 of level 8L;
+	// the last one exists once the tree covers its 2^(8L) leaves.
+	end := t.N*TileWidth + int64(t.W)
+	if lvl := TileHeight * max(t.L, 0); end > cp.Size>>lvl {
+		return nil, ErrNoTile
+	}
+	if t.L == -1 {
+		return l.entryBundle(ctx, t.N*TileWidth, end)
+	}
+	pr := l.proofs
+	pr.base = l.cur.HashBase
+	data, err := tlog.ReadTileData(t, rangeReader{pr})
+	if err != nil {
+		return nil, fmt.Errorf("audit: tile %s: %w", TilePath(t), err)
+	}
+	return data, nil
+}
+
+// entryBundle reads the entries of the current origin's leaves [from, to).
+func (l *Log) entryBundle(ctx context.Context, from, to int64) ([]byte, error) {
+	rows, err := l.db.R.QueryContext(ctx, l.db.Rebind(`SELECT idx, body, salt FROM audit_events WHERE idx >= ? AND idx < ? ORDER BY idx`),
+		l.cur.Start+from, l.cur.Start+to)
+	if err != nil {
+		return nil, fmt.Errorf("audit: entry bundle: %w", err)
+	}
+	defer rows.Close()
+	out := make([]byte, 0, (to-from)*(2+EntrySize))
+	next := l.cur.Start + from
+	var body, salt []byte
+	for rows.Next() {
+		var idx int64
+		if err := rows.Scan(&idx, &body, &salt); err != nil {
+			return nil, fmt.Errorf("audit: entry bundle: %w", err)
+		}
+		if idx != next {
+			return nil, fmt.Errorf("audit: entry bundle: event %d is missing", next)
+		}
+		next++
+		e := EntryOf(salt, body)
+		out = binary.BigEndian.AppendUint16(out, EntrySize)
+		out = append(out, e[:]...)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit: entry bundle: %w", err)
+	}
+	if next != l.cur.Start+to {
+		return nil, fmt.Errorf("audit: entry bundle: event %d is missing", next)
+	}
+	return out, nil
+}
+
+// rangeReader reads the stored hashes of a tile: the 256 hashes of a
+// level-0 tile lie among 511 consecutive rows, read in one range scan
+// rather than looked up one by one; higher tiles come from the proofs'
+// cache of high-level hashes.
+type rangeReader struct{ proofReader }
+
+func (r rangeReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
+	if len(ids) < 16 {
+		return r.proofReader.ReadHashes(ids)
+	}
+	lo, hi := ids[0], ids[0]
+	for _, id := range ids {
+		lo, hi = min(lo, id), max(hi, id)
+	}
+	if hi-lo > 4*int64(len(ids)) {
+		return r.proofReader.ReadHashes(ids)
+	}
+	rows, err := r.db.R.Query(r.db.Rebind(`SELECT id, hash FROM audit_hashes WHERE id >= ? AND id <= ?`), r.base+lo, r.base+hi)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	span := make([][]byte, hi-lo+1)
+	for rows.Next() {
+		var id int64
+		var h []byte
+		if err := rows.Scan(&id, &h); err != nil {
+			return nil, err
+		}
+		if k := id - r.base - lo; k >= 0 && k < int64(len(span)) {
+			span[k] = h
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]tlog.Hash, len(ids))
+	for i, id := range ids {
+		h := span[id-lo]
+		if len(h) != tlog.HashSize {
+			return nil, fmt.Errorf("stored hash %d is missing", id)
+		}
+		copy(out[i][:], h)
+	}
+	return out, nil
+}

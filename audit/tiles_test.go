@@ -1,0 +1,162 @@
+package audit_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"filippo.io/torchwood"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"aidants/audit"
+	"aidants/store"
+	"aidants/store/storetest"
+)
+
+// serveTiles serves the log's tiles under /audit/ as the web package does,
+// and records every body it served.
+func serveTiles(t *testing.T, l *audit.Log) (*httptest.Server, *bytes.Buffer) {
+	served := &bytes.Buffer{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := strings.CutPrefix(r.URL.Path, "/audit/")
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		tile, err := audit.ParseTilePath(p)
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		data, err := l.Tile(r.Context(), tile)
+		var br *audit.ErrBadRange
+		if errors.As(err, &br) {
+			http.NotFound(w, r)
+			return
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		served.Write(data)
+		w.Write(data)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, served
+}
+
+// readAll reads every entry of tree through the tiles with torchwood's
+// client, which checks each against the tree: Entries up to the last full
+// tile, Entry (with its inclusion proof) for the trailing partial one.
+func readAll(ctx context.Context, t *testing.T, base string, tree tlog.Tree) [][]byte {
+	t.Helper()
+	f, err := torchwood.NewTileFetcher(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := torchwood.NewClient(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for i, e := range c.Entries(ctx, tree, 0) {
+		if i != int64(len(out)) {
+			t.Fatalf("entry %d after %d entries", i, len(out))
+		}
+		out = append(out, bytes.Clone(e))
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("torchwood client: %v", err)
+	}
+	for i := int64(len(out)); i < tree.N; i++ {
+		e, _, err := c.Entry(ctx, tree, i)
+		if err != nil {
+			t.Fatalf("torchwood client, entry %d: %v", i, err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func TestTilesMirrorTheLogForAnIndependentClient(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l, _ := openLog(t, db)
+		write := func(from, to int) {
+			err := l.Write(ctx, func(tx *audit.Tx) error {
+				for i := from; i < to; i++ {
+					e := ev(i)
+					e.Usager, e.Mandate, e.Demarches = fmt.Sprintf("usa_%d", i), fmt.Sprintf("man_%d", i), []string{"argent"}
+					if _, err := tx.Append(e); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		write(0, 512)
+		at512, err := l.Latest(ctx)
+		if err != nil || at512.Size != 512 {
+			t.Fatalf("checkpoint %v %v", at512, err)
+		}
+		write(512, 600)
+		cp, _ := l.Latest(ctx)
+		srv, served := serveTiles(t, l)
+		for _, c := range []*audit.Checkpoint{at512, cp} {
+			entries := readAll(ctx, t, srv.URL+"/audit/", tlog.Tree{N: c.Size, Hash: c.Root})
+			if int64(len(entries)) != c.Size {
+				t.Fatalf("read %d entries of %d", len(entries), c.Size)
+			}
+			// Each entry commits to its event: SHA-256(salt ‖ body).
+			for i, e := range entries {
+				got, err := l.At(ctx, int64(i), "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := got.Entry()
+				if !bytes.Equal(e, want[:]) {
+					t.Fatalf("entry %d is not SHA-256(salt ‖ body)", i)
+				}
+			}
+		}
+		// Nothing in what was served names anyone, any démarche or any time.
+		for _, secret := range []string{"aid_17", "usa_17", "man_17", "org_1", "argent", "aidant.login", "2026-", `"time"`} {
+			if bytes.Contains(served.Bytes(), []byte(secret)) {
+				t.Fatalf("served tiles contain %q", secret)
+			}
+		}
+		// An entry bundle holds 32-byte entries only.
+		bundle, err := l.Tile(ctx, tlog.Tile{H: 8, L: -1, N: 0, W: 256})
+		if err != nil || len(bundle) != 256*34 {
+			t.Fatalf("bundle of %d bytes, %v", len(bundle), err)
+		}
+		for rest := bundle; len(rest) > 0; {
+			e, r, err := torchwood.ReadTileEntry(rest)
+			if err != nil || len(e) != 32 {
+				t.Fatalf("entry of %d bytes: %v", len(e), err)
+			}
+			rest = r
+		}
+		// A tile beyond the latest checkpoint does not exist.
+		for _, p := range []string{"tile/entries/002.p/89", "tile/0/003", "tile/1/000", "tile/entries/x", "tile/data/000"} {
+			resp, err := http.Get(srv.URL + "/audit/" + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound {
+				t.Fatalf("%s: %d, want 404", p, resp.StatusCode)
+			}
+		}
+	})
+}

@@ -1,0 +1,108 @@
+-- Format 2 of the journal (SPEC §6.1): the journal against its own operator.
+--
+-- Each event gets a 32-byte random salt; its public entry is
+-- SHA-256(salt ‖ canonical body) and its leaf hash tlog.RecordHash(entry), so
+-- that the tree can be mirrored as tiles without revealing anything about
+-- people. A log made with format 1 (leaf = the body itself) cannot be carried
+-- over: its tables are kept, renamed audit_v1_*, as an inert archive, and the
+-- journal starts afresh (SPEC §6.1: format 1 logs are development data).
+--
+-- A log may have several origins (the first line of its checkpoints, and its
+-- key's name) one after the other: after an operator restored a backup older
+-- than what the witnesses cosigned, the journal goes on under a new origin
+-- whose first event records the old one's last witnessed checkpoint, never as
+-- a second history under the same origin. Events keep one global position
+-- (idx); an origin covers the positions from its start_idx, its leaf index is
+-- idx - start_idx, and its stored hashes are audit_hashes rows from hash_base.
+
+DROP TRIGGER audit_events_no_update;
+DROP TRIGGER audit_events_no_delete;
+DROP TRIGGER audit_hashes_no_update;
+DROP TRIGGER audit_hashes_no_delete;
+DROP TRIGGER audit_checkpoints_no_update;
+DROP TRIGGER audit_checkpoints_no_delete;
+DROP INDEX audit_events_usager;
+DROP INDEX audit_events_organisation;
+ALTER TABLE audit_events RENAME TO audit_v1_events;
+ALTER TABLE audit_hashes RENAME TO audit_v1_hashes;
+ALTER TABLE audit_checkpoints RENAME TO audit_v1_checkpoints;
+ALTER TABLE audit_head RENAME TO audit_v1_head;
+
+CREATE TABLE audit_origins (
+    no          INTEGER PRIMARY KEY,           -- 1, 2, … in the order they started
+    origin      TEXT NOT NULL UNIQUE,
+    vkey        TEXT NOT NULL,                 -- note verifier key of its checkpoints
+    start_idx   BIGINT NOT NULL,               -- global position of its first event
+    hash_base   BIGINT NOT NULL,               -- audit_hashes id of its stored hash 0
+    created_at  BIGINT NOT NULL
+);
+
+CREATE TABLE audit_events (
+    idx              INTEGER PRIMARY KEY,      -- global position, from 0 (the rowid)
+    body             BLOB NOT NULL,            -- canonical JSON
+    salt             BLOB NOT NULL,            -- 32 random bytes: entry = SHA-256(salt ‖ body)
+    -- The columns below are copies of body fields for queries; audit verify
+    -- recomputes each from the body.
+    type             TEXT NOT NULL,
+    time             BIGINT NOT NULL,
+    organisation_id  TEXT,
+    aidant_id        TEXT,
+    usager_id        TEXT,
+    mandate_id       TEXT,
+    service_id       TEXT,
+    demarches        TEXT                       -- ",code,code," for LIKE filters
+);
+CREATE INDEX audit_events_usager ON audit_events(usager_id, idx) WHERE usager_id IS NOT NULL;
+CREATE INDEX audit_events_organisation ON audit_events(organisation_id, idx) WHERE organisation_id IS NOT NULL;
+
+CREATE TABLE audit_hashes (
+    id    INTEGER PRIMARY KEY,                 -- hash_base + tlog.StoredHashIndex (the rowid)
+    hash  BLOB NOT NULL
+);
+
+CREATE TABLE audit_checkpoints (
+    gsize       INTEGER PRIMARY KEY,           -- start_idx + size: unique across origins
+    origin_no   INTEGER NOT NULL,
+    size        BIGINT NOT NULL,
+    note        BLOB NOT NULL,                 -- signed note, C2SP tlog-checkpoint
+    created_at  BIGINT NOT NULL
+);
+
+-- Checkpoints that reached the witness quorum, with the cosignatures.
+CREATE TABLE audit_witnessed (
+    gsize       INTEGER PRIMARY KEY,
+    origin_no   INTEGER NOT NULL,
+    size        BIGINT NOT NULL,
+    note        BLOB NOT NULL,                 -- the checkpoint with its cosignatures
+    created_at  BIGINT NOT NULL
+);
+
+CREATE TABLE audit_head (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    origin_no   INTEGER NOT NULL,              -- 0 until the first origin is registered
+    size        BIGINT NOT NULL,               -- events of the current origin
+    root        BLOB NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
+INSERT INTO audit_head (id, origin_no, size, root, updated_at) VALUES (1, 0, 0, X'', 0);
+
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+CREATE TRIGGER audit_hashes_no_update BEFORE UPDATE ON audit_hashes
+BEGIN SELECT RAISE(ABORT, 'audit_hashes is append-only'); END;
+CREATE TRIGGER audit_hashes_no_delete BEFORE DELETE ON audit_hashes
+BEGIN SELECT RAISE(ABORT, 'audit_hashes is append-only'); END;
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+CREATE TRIGGER audit_witnessed_no_update BEFORE UPDATE ON audit_witnessed
+BEGIN SELECT RAISE(ABORT, 'audit_witnessed is append-only'); END;
+CREATE TRIGGER audit_witnessed_no_delete BEFORE DELETE ON audit_witnessed
+BEGIN SELECT RAISE(ABORT, 'audit_witnessed is append-only'); END;
+CREATE TRIGGER audit_origins_no_update BEFORE UPDATE ON audit_origins
+BEGIN SELECT RAISE(ABORT, 'audit_origins is append-only'); END;
+CREATE TRIGGER audit_origins_no_delete BEFORE DELETE ON audit_origins
+BEGIN SELECT RAISE(ABORT, 'audit_origins is append-only'); END;
