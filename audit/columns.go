@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"strconv"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
@@ -23,19 +24,60 @@ type bodyFields struct {
 	demarches                                      []string
 }
 
-// columnNames name rawEvent.cols, in order.
+// columnNames are the nullable columns, in the order packColumns packs
+// them after salt length, type and time.
 var columnNames = [6]string{"organisation_id", "aidant_id", "usager_id", "mandate_id", "service_id", "demarches"}
 
-// checkColumns returns the name of the first column of r that its body
-// does not give, or "".
-func checkColumns(r *rawEvent) string {
+// packedNames name the fields of a packed row.
+var packedNames = append([]string{"salt", "type", "time"}, columnNames[:]...)
+
+// packColumns is the string the verify query builds from a stored row:
+// the salt's length, the type, the time in Unix milliseconds, then each
+// nullable column as "=value" or "-" for NULL, separated by 0x1f. A
+// column holding 0x1f shifts the fields after it, and is caught all the
+// same.
+func packColumns(buf []byte, saltLen int, f *bodyFields, ms int64) []byte {
+	buf = strconv.AppendInt(buf[:0], int64(saltLen), 10)
+	buf = append(buf, 0x1f)
+	buf = append(buf, f.typ...)
+	buf = append(buf, 0x1f)
+	buf = strconv.AppendInt(buf, ms, 10)
+	for _, v := range [5]string{f.organisation, f.aidant, f.usager, f.mandate, f.service} {
+		buf = append(buf, 0x1f)
+		if v == "" {
+			buf = append(buf, '-')
+		} else {
+			buf = append(buf, '=')
+			buf = append(buf, v...)
+		}
+	}
+	buf = append(buf, 0x1f)
+	if len(f.demarches) == 0 {
+		return append(buf, '-')
+	}
+	buf = append(buf, '=', ',')
+	for _, d := range f.demarches {
+		buf = append(buf, d...)
+		buf = append(buf, ',')
+	}
+	return buf
+}
+
+// checkPacked returns the name of the first stored field of r that its
+// body does not give, or "". buf is scratch space, returned for reuse.
+func checkPacked(r *rawEvent, buf []byte) (string, []byte) {
+	fields := strings.SplitN(r.columns, "\x1f", 2)
+	if len(r.saltBody) < SaltSize || fields[0] != strconv.Itoa(SaltSize) {
+		return "salt", buf
+	}
+	body := r.saltBody[SaltSize:]
 	var f bodyFields
 	var dem [4]string
 	f.demarches = dem[:0]
-	if !scanBody(r.body, &f) {
-		ev, err := ParseEvent(r.body)
+	if !scanBody(body, &f) {
+		ev, err := ParseEvent(body)
 		if err != nil {
-			return "body"
+			return "body", buf
 		}
 		f = bodyFields{typ: ev.Type, organisation: ev.Organisation, aidant: ev.Aidant, usager: ev.Usager,
 			mandate: ev.Mandate, service: ev.Service, demarches: ev.Demarches}
@@ -43,37 +85,21 @@ func checkColumns(r *rawEvent) string {
 			f.time = ev.Time.UTC().Format(timeLayout)
 		}
 	}
-	if f.typ != r.typ {
-		return "type"
+	ms, ok := parseMillis(f.time)
+	if !ok {
+		return "time", buf
 	}
-	if ms, ok := parseMillis(f.time); !ok || ms != r.time {
-		return "time"
+	buf = packColumns(buf, SaltSize, &f, ms)
+	if string(buf) == r.columns {
+		return "", buf
 	}
-	for i, v := range [5]string{f.organisation, f.aidant, f.usager, f.mandate, f.service} {
-		if c := r.cols[i]; c.valid != (v != "") || c.v != v {
-			return columnNames[i]
+	want, got := strings.Split(string(buf), "\x1f"), strings.Split(r.columns, "\x1f")
+	for i := range want {
+		if i >= len(got) || want[i] != got[i] {
+			return packedNames[i], buf
 		}
 	}
-	c := r.cols[5]
-	if c.valid != (len(f.demarches) > 0) || (c.valid && !sameDemarches(c.v, f.demarches)) {
-		return "demarches"
-	}
-	return ""
-}
-
-// sameDemarches tells whether col is ",d1,d2,…,".
-func sameDemarches(col string, ds []string) bool {
-	if !strings.HasPrefix(col, ",") {
-		return false
-	}
-	col = col[1:]
-	for _, d := range ds {
-		if len(col) < len(d)+1 || col[:len(d)] != d || col[len(d)] != ',' {
-			return false
-		}
-		col = col[len(d)+1:]
-	}
-	return col == ""
+	return packedNames[len(packedNames)-1], buf
 }
 
 // scanBody reads the top-level fields of a canonical body into f. It

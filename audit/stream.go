@@ -2,10 +2,12 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -19,20 +21,14 @@ import (
 
 const chunkRows = 4096
 
-// rawEvent is a stored event as read: its body, salt and every queryable
-// column.
+// rawEvent is a stored event as read: the salt and body concatenated (what
+// the entry hashes), and every queryable column packed into one string by
+// the query (packColumns), which costs less to read than eleven columns.
 type rawEvent struct {
-	idx        int64
-	body, salt []byte
-	typ        string
-	time       int64
-	cols       [6]column // organisation, aidant, usager, mandate, service, demarches
-}
-
-// column is a nullable text column.
-type column struct {
-	v     string
-	valid bool
+	idx      int64
+	saltBody []byte
+	saltLen  int64
+	columns  string
 }
 
 // evRow is an event as verified: its leaf hash, and the first of its
@@ -43,19 +39,35 @@ type evRow struct {
 	badColumn string
 }
 
+// eventsQuery reads every event in index order: idx, salt ‖ body, and the
+// columns packed as packColumns describes.
+func eventsQuery(d store.Dialect, bodiesOnly bool) string {
+	if bodiesOnly {
+		return `SELECT idx, salt || body, '' FROM audit_events ORDER BY idx`
+	}
+	sep, num := "char(31)", func(c string) string { return c }
+	if d == store.Postgres {
+		sep, num = "chr(31)", func(c string) string { return c + "::text" }
+	}
+	cols := []string{num("length(salt)"), "type", num("time")}
+	for _, c := range columnNames {
+		cols = append(cols, "COALESCE('=' || "+c+", '-')")
+	}
+	return `SELECT idx, salt || body, ` + strings.Join(cols, " || "+sep+" || ") + ` FROM audit_events ORDER BY idx`
+}
+
 // streamEvents reads every event in index order. A second goroutine
 // recomputes each event's entry and leaf hash and checks its columns
 // against its body, beside the reader and the tree.
-func streamEvents(ctx context.Context, db *store.DB) (<-chan []evRow, *error) {
+func streamEvents(ctx context.Context, db *store.DB, bodiesOnly bool) (<-chan []evRow, *error) {
 	raw := make(chan []rawEvent, 4)
 	out := make(chan []evRow, 4)
 	errp := new(error)
 	readErr := new(error)
 	go func() {
 		defer close(raw)
-		*readErr = queryRaw(ctx, db, `SELECT idx, body, salt, type, time, organisation_id, aidant_id, usager_id, mandate_id, service_id, demarches
-			FROM audit_events ORDER BY idx`, func(rows driver.Rows) error {
-			dest := make([]driver.Value, 11)
+		*readErr = queryRaw(ctx, db, eventsQuery(db.Dialect, bodiesOnly), func(rows driver.Rows) error {
+			dest := make([]driver.Value, 3)
 			chunk := make([]rawEvent, 0, chunkRows)
 			for {
 				if err := rows.Next(dest); err == io.EOF {
@@ -68,14 +80,7 @@ func streamEvents(ctx context.Context, db *store.DB) (<-chan []evRow, *error) {
 				if r.idx, ok = dest[0].(int64); !ok {
 					return fmt.Errorf("unexpected idx %T", dest[0])
 				}
-				r.body, r.salt = asBytes(dest[1]), asBytes(dest[2])
-				r.typ = asString(dest[3])
-				r.time, _ = dest[4].(int64)
-				for i := range r.cols {
-					if v := dest[5+i]; v != nil {
-						r.cols[i] = column{asString(v), true}
-					}
-				}
+				r.saltBody, r.columns = asBytes(dest[1]), asString(dest[2])
 				chunk = append(chunk, r)
 				if len(chunk) == cap(chunk) {
 					select {
@@ -98,14 +103,15 @@ func streamEvents(ctx context.Context, db *store.DB) (<-chan []evRow, *error) {
 	}()
 	go func() {
 		defer close(out)
+		var buf []byte
 		for chunk := range raw {
 			rows := make([]evRow, len(chunk))
 			for i := range chunk {
 				r := &chunk[i]
-				entry := EntryOf(r.salt, r.body)
-				rows[i] = evRow{idx: r.idx, leaf: tlog.RecordHash(entry[:]), badColumn: checkColumns(r)}
-				if len(r.salt) != SaltSize {
-					rows[i].badColumn = "salt"
+				entry := sha256.Sum256(r.saltBody)
+				rows[i] = evRow{idx: r.idx, leaf: tlog.RecordHash(entry[:])}
+				if !bodiesOnly {
+					rows[i].badColumn, buf = checkPacked(r, buf)
 				}
 			}
 			select {

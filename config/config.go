@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -103,6 +104,38 @@ type Audit struct {
 	// Environment: AIDANTS_AUDIT_SIGNING_KEY holds the key itself.
 	SigningKeyFile string `toml:"signing_key_file"`
 	SigningKey     string `toml:"-"`
+	// WitnessQuorum is how many of the witnesses must cosign a checkpoint
+	// before /audit/checkpoint serves it (0: no witnesses).
+	WitnessQuorum int `toml:"witness_quorum"`
+	// WitnessInterval is the most often checkpoints are sent to the
+	// witnesses.
+	WitnessInterval Duration `toml:"witness_interval"`
+	// Witnesses are the independent witnesses of the log
+	// (c2sp.org/tlog-witness).
+	Witnesses []Witness `toml:"witness"`
+	// WitnessStateFile keeps, outside the database, the newest checkpoint
+	// the witnesses cosigned: never in a backup, never restored from one.
+	// Default: "witness-state" beside the SQLite database; required with
+	// PostgreSQL.
+	WitnessStateFile string `toml:"witness_state_file"`
+}
+
+// Witness is one witness of the log.
+type Witness struct {
+	// URL is the witness's base URL: the instance POSTs to
+	// <url>/add-checkpoint.
+	URL string `toml:"url"`
+	// Key is the witness's cosignature/v1 verifier key,
+	// <name>+<hex8>+<base64>.
+	Key string `toml:"key"`
+}
+
+// StateFile is the witness state file, its default applied.
+func (a Audit) StateFile(db Database) string {
+	if a.WitnessStateFile != "" || db.Driver != "sqlite" {
+		return a.WitnessStateFile
+	}
+	return filepath.Join(filepath.Dir(db.DSN), "witness-state")
 }
 
 // Keys configures the JOSE signing keys kept in the database.
@@ -176,6 +209,7 @@ func Default() Config {
 			Scopes:    []string{"openid", "given_name", "family_name", "birthdate", "gender", "birthplace", "birthcountry", "email"},
 			ACRValues: "eidas1",
 		},
+		Audit:    Audit{WitnessInterval: Duration(2 * time.Second)},
 		Mandate:  Mandate{ConsentLinkTTL: Duration(48 * time.Hour)},
 		Provider: Provider{AccessTokenTTL: Duration(5 * time.Minute), IDTokenTTL: Duration(5 * time.Minute)},
 		Log:      Log{Level: "info", Format: "text"},
@@ -337,6 +371,28 @@ func (c *Config) Validate() error {
 	}
 	if c.Audit.SigningKey == "" && c.Audit.SigningKeyFile == "" {
 		bad("audit.signing_key_file is required (or AIDANTS_AUDIT_SIGNING_KEY)")
+	}
+	if c.Database.Driver == "postgres" && c.Audit.WitnessStateFile == "" {
+		bad("audit.witness_state_file is required with PostgreSQL (a file of this machine, outside any backup)")
+	}
+	if q := c.Audit.WitnessQuorum; q < 0 || q > len(c.Audit.Witnesses) {
+		bad("audit.witness_quorum must be between 0 and the number of [[audit.witness]] (%d)", len(c.Audit.Witnesses))
+	}
+	positive("audit.witness_interval", c.Audit.WitnessInterval)
+	seen := map[string]bool{}
+	for i, w := range c.Audit.Witnesses {
+		// Plain http is allowed: what a witness answers is signed, not
+		// secret, and litewitness serves http behind a proxy or bastion.
+		if wu, err := url.Parse(w.URL); w.URL == "" || err != nil || wu.Host == "" || (wu.Scheme != "https" && wu.Scheme != "http") {
+			bad("audit.witness[%d].url %q is not an absolute http(s) URL", i, w.URL)
+		}
+		if parts := strings.Split(w.Key, "+"); len(parts) != 3 || parts[0] == "" || len(parts[1]) != 8 || parts[2] == "" {
+			bad("audit.witness[%d].key must be a cosignature verifier key <name>+<hex8>+<base64>", i)
+		} else if seen[parts[0]] {
+			bad("audit.witness[%d].key: witness %q is listed twice", i, parts[0])
+		} else {
+			seen[parts[0]] = true
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -21,6 +21,10 @@ func TestExampleParsesAndDocumentsEveryKey(t *testing.T) {
 	// Every key of the struct is written in the example.
 	for _, key := range keys(reflect.TypeOf(cfg), "") {
 		section, name, _ := strings.Cut(key, ".")
+		if table, field, ok := strings.Cut(key, "[]."); ok {
+			// An array of tables: [[audit.witness]] with its keys.
+			section, name = "["+table+"]", field
+		}
 		if !strings.Contains(string(data), "["+section+"]") || !containsKey(string(data), section, name) {
 			t.Errorf("config.example.toml does not document %s", key)
 		}
@@ -54,6 +58,12 @@ func keys(t reflect.Type, prefix string) []string {
 		}
 		if f.Type.Kind() == reflect.Struct && prefix == "" {
 			out = append(out, keys(f.Type, tag)...)
+			continue
+		}
+		if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
+			for _, k := range keys(f.Type.Elem(), prefix+"."+tag+"[]") {
+				out = append(out, k)
+			}
 			continue
 		}
 		out = append(out, prefix+"."+tag)
@@ -152,5 +162,44 @@ func TestSecureCookiesExceptPlainHTTPLoopback(t *testing.T) {
 		if got := cfg.SecureCookies(); got != want {
 			t.Errorf("%s: SecureCookies = %v, want %v", url, got, want)
 		}
+	}
+}
+
+func TestWitnessSettingsAreChecked(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+[database]
+driver = "postgres"
+dsn = "postgres://x"
+[audit]
+witness_quorum = 3
+witness_interval = "0s"
+[[audit.witness]]
+url = "witness.example"
+key = "not a key"
+[[audit.witness]]
+url = "https://w2.example"
+key = "w2.example+01020304+BAAA"
+[[audit.witness]]
+url = "https://w3.example"
+key = "w2.example+05060708+BAAA"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate()
+	for _, want := range []string{"audit.witness_state_file is required with PostgreSQL", "audit.witness_interval must be a positive duration",
+		`audit.witness[0].url "witness.example"`, "audit.witness[0].key must be a cosignature verifier key", `witness "w2.example" is listed twice`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validate: %v\nwant %q", err, want)
+		}
+	}
+	cfg.Audit.WitnessQuorum = 4
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "audit.witness_quorum must be between 0 and the number of [[audit.witness]] (3)") {
+		t.Errorf("quorum above the witnesses: %v", err)
+	}
+	sq := config.Default()
+	sq.Database.DSN = "/var/lib/aidants/aidants.db"
+	if got := sq.Audit.StateFile(sq.Database); got != "/var/lib/aidants/witness-state" {
+		t.Errorf("default state file %q", got)
 	}
 }

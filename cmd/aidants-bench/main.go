@@ -32,6 +32,7 @@ type options struct {
 
 	flows       bool
 	flowClients []int
+	writes      bool
 }
 
 func main() {
@@ -44,6 +45,7 @@ func main() {
 	flag.DurationVar(&o.seconds, "duration", 3*time.Second, "how long each write measurement runs")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each write measurement, interleaved; medians are reported")
 	flag.BoolVar(&o.postgres, "postgres", true, "also measure writes on PostgreSQL (needs initdb)")
+	flag.BoolVar(&o.writes, "writes", true, "measure durable writes")
 	flag.BoolVar(&o.flows, "flows", true, "measure act-on-behalf flows over loopback HTTP (builds and runs the aidants binary)")
 	var flowClients string
 	flag.StringVar(&flowClients, "flow-clients", "32,128", "concurrent clients for the act-on-behalf flows")
@@ -119,8 +121,10 @@ func runAll(ctx context.Context, o options, r *report) error {
 			return err
 		}
 	}
-	if err := benchWrites(ctx, o, r); err != nil {
-		return err
+	if o.writes {
+		if err := benchWrites(ctx, o, r); err != nil {
+			return err
+		}
 	}
 	for _, n := range o.sizes {
 		path, err := fixture(ctx, o.cache, n)
