@@ -1,0 +1,499 @@
+// Package litewitnesstest gives tests a real litewitness, the tlog-witness
+// implementation of filippo.io/torchwood (Version), so that the project's
+// witness client and verifier are tested against the witness that public
+// logs use, not against our own reading of the protocol.
+//
+// Start installs litewitness and witnessctl with "go install" (once per
+// machine: the binaries are kept in the user's cache directory), starts a
+// dedicated ssh-agent holding a fresh Ed25519 key, registers the logs with
+// witnessctl and runs litewitness on a loopback port. Everything is stopped
+// and removed at the end of the test.
+//
+// When go, ssh-agent, ssh-keygen or ssh-add is missing, or the install
+// fails (no network), the test is skipped with a loud message, unless
+// AIDANTS_TEST_REQUIRE_ALL=1 (CI), which turns the skip into a failure. CI
+// should install the binaries beforehand (see BinDir) so that tests do not
+// depend on the module proxy.
+//
+// This package must not import the witness package it helps to test: the
+// witness package's own tests import it.
+package litewitnesstest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"aidants/store/storetest"
+)
+
+// Version is the torchwood release whose litewitness and witnessctl the
+// tests run.
+const Version = "v0.6.1"
+
+// Time bounds. A cold install compiles a pure-Go SQLite; the rest are local
+// processes that answer in milliseconds.
+const (
+	installTimeout = 10 * time.Minute
+	commandTimeout = 30 * time.Second
+	startTimeout   = 20 * time.Second
+	stopTimeout    = 5 * time.Second
+)
+
+var packages = []string{
+	"filippo.io/torchwood/cmd/litewitness@" + Version,
+	"filippo.io/torchwood/cmd/witnessctl@" + Version,
+}
+
+// Witness is a running litewitness.
+type Witness struct {
+	Name   string // the witness name, as in its cosignature lines
+	URL    string // http://127.0.0.1:<port>, the tlog-witness prefix
+	VKey   string // the cosignature/v1 verifier key litewitness printed
+	DBPath string // its SQLite database
+
+	litewitness, witnessctl string
+	agentSock               string
+	fingerprint             string // SHA256:… of the witness key
+
+	mu   sync.Mutex
+	proc *process
+}
+
+// Start runs a litewitness named name that knows the given logs (origin →
+// note verifier key of the log), until the end of the test.
+func Start(t testing.TB, name string, logs map[string]string) *Witness {
+	t.Helper()
+	lw, ctl := install(t)
+	for _, tool := range []string{"ssh-agent", "ssh-keygen", "ssh-add"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			storetest.SkipOrFail(t, "%s is not on PATH (package openssh-client)", tool)
+		}
+	}
+	dir := t.TempDir()
+	w := &Witness{
+		Name:        name,
+		DBPath:      filepath.Join(dir, "litewitness.db"),
+		litewitness: lw,
+		witnessctl:  ctl,
+	}
+	w.agentSock = startAgent(t)
+	keyFile := filepath.Join(dir, "witness_key")
+	run(t, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "litewitnesstest", "-f", keyFile)
+	run(t, []string{"SSH_AUTH_SOCK=" + w.agentSock}, "ssh-add", "-q", keyFile)
+	fp, err := fingerprint(keyFile + ".pub")
+	if err != nil {
+		t.Fatalf("litewitnesstest: %v", err)
+	}
+	w.fingerprint = fp
+
+	origins := make([]string, 0, len(logs))
+	for o := range logs {
+		origins = append(origins, o)
+	}
+	slices.Sort(origins)
+	for _, o := range origins {
+		w.AddLog(t, o, logs[o])
+	}
+
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("litewitness output:\n%s", w.output())
+		}
+		w.Stop()
+	})
+	w.start(t, 0)
+	return w
+}
+
+// AddLog registers a log with witnessctl (it may be called while
+// litewitness runs).
+func (w *Witness) AddLog(t testing.TB, origin, vkey string) {
+	t.Helper()
+	run(t, nil, w.witnessctl, "add-log", "-db", w.DBPath, "-origin", origin)
+	run(t, nil, w.witnessctl, "add-key", "-db", w.DBPath, "-origin", origin, "-key", vkey)
+}
+
+// TreeSize returns the size of the checkpoint litewitness holds for origin,
+// read from its database with witnessctl list-logs.
+func (w *Witness) TreeSize(t testing.TB, origin string) int64 {
+	t.Helper()
+	out := run(t, nil, w.witnessctl, "list-logs", "-db", w.DBPath)
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		var l struct {
+			Origin string `json:"origin"`
+			Size   int64  `json:"size"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("litewitnesstest: witnessctl list-logs: %v in %q", err, sc.Text())
+		}
+		if l.Origin == origin {
+			return l.Size
+		}
+	}
+	t.Fatalf("litewitnesstest: witnessctl list-logs does not list %q:\n%s", origin, out)
+	return 0
+}
+
+// Stop stops litewitness (interrupt, then kill after a few seconds). Its
+// database and ssh-agent stay, for Restart.
+func (w *Witness) Stop() {
+	w.mu.Lock()
+	p := w.proc
+	w.proc = nil
+	w.mu.Unlock()
+	if p != nil {
+		p.stop()
+	}
+}
+
+// Restart stops litewitness and starts it again on the same database and
+// key, on the same port if it is still free (URL is updated otherwise).
+func (w *Witness) Restart(t testing.TB) {
+	t.Helper()
+	w.Stop()
+	port := 0
+	if u := strings.TrimPrefix(w.URL, "http://127.0.0.1:"); u != w.URL {
+		port, _ = strconv.Atoi(u)
+	}
+	vkey := w.VKey
+	w.start(t, port)
+	if w.VKey != vkey {
+		t.Fatalf("litewitnesstest: verifier key changed across restart: %s, then %s", vkey, w.VKey)
+	}
+}
+
+// start runs litewitness on port (a free one if 0, or if port is taken),
+// and waits until it answers.
+func (w *Witness) start(t testing.TB, port int) {
+	t.Helper()
+	var errs []error
+	for attempt := 0; attempt < 3; attempt++ {
+		if port == 0 || attempt > 0 {
+			var err error
+			if port, err = freePort(); err != nil {
+				t.Fatalf("litewitnesstest: %v", err)
+			}
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		p, err := startProcess(w.litewitness,
+			"-db", w.DBPath, "-name", w.Name, "-key", w.fingerprint,
+			"-ssh-agent", w.agentSock, "-listen", addr)
+		if err != nil {
+			t.Fatalf("litewitnesstest: start litewitness: %v", err)
+		}
+		vkey, err := waitReady(p, "http://"+addr+"/")
+		if err != nil {
+			p.stop()
+			errs = append(errs, fmt.Errorf("on %s: %w\n%s", addr, err, p.out.String()))
+			continue
+		}
+		w.mu.Lock()
+		w.proc, w.URL, w.VKey = p, "http://"+addr, vkey
+		w.mu.Unlock()
+		return
+	}
+	t.Fatalf("litewitnesstest: litewitness did not start: %v", errors.Join(errs...))
+}
+
+func (w *Witness) output() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.proc == nil {
+		return "(stopped)"
+	}
+	return w.proc.out.String()
+}
+
+// waitReady waits until litewitness has printed its verifier key and answers
+// GET / with 200, and returns the key.
+func waitReady(p *process, index string) (string, error) {
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			return "", fmt.Errorf("litewitness exited: %v", p.err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		vkey := verifierKey(p.out.String())
+		if vkey == "" {
+			continue
+		}
+		resp, err := hc.Get(index)
+		if err != nil {
+			continue
+		}
+		page, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			if !strings.Contains(string(page), vkey) {
+				return "", fmt.Errorf("index page does not show the verifier key %s it logged", vkey)
+			}
+			return vkey, nil
+		}
+	}
+	return "", fmt.Errorf("no answer within %v", startTimeout)
+}
+
+// verifierKey finds the key in litewitness's start-up line
+// `level=INFO msg="verifier key" vkey=<name>+<hash>+<key>`.
+func verifierKey(log string) string {
+	for line := range strings.Lines(log) {
+		if !strings.Contains(line, `msg="verifier key"`) {
+			continue
+		}
+		_, v, ok := strings.Cut(strings.TrimSpace(line), " vkey=")
+		if !ok {
+			continue
+		}
+		v, _, _ = strings.Cut(v, " ")
+		if uq, err := strconv.Unquote(v); err == nil {
+			v = uq
+		}
+		return v
+	}
+	return ""
+}
+
+// BinDir is where the tests keep litewitness and witnessctl:
+// <user cache dir>/aidants-test/torchwood-<Version>/bin. CI pre-installs
+// them there with
+//
+//	GOBIN="${XDG_CACHE_HOME:-$HOME/.cache}/aidants-test/torchwood-v0.6.1/bin" \
+//		go install filippo.io/torchwood/cmd/litewitness@v0.6.1 filippo.io/torchwood/cmd/witnessctl@v0.6.1
+func BinDir() (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(cache, "aidants-test", "torchwood-"+Version, "bin"), nil
+}
+
+var (
+	installMu   sync.Mutex
+	installDone bool
+	installErr  error
+)
+
+// install returns the paths of litewitness and witnessctl, installing them
+// into BinDir the first time. Test binaries running at once take turns on a
+// lock file, and each install goes to a private directory before the
+// binaries are renamed into place, which is atomic: no test ever runs a
+// half-written binary.
+func install(t testing.TB) (litewitness, witnessctl string) {
+	t.Helper()
+	installMu.Lock()
+	defer installMu.Unlock()
+	dir, err := BinDir()
+	if err != nil {
+		storetest.SkipOrFail(t, "no user cache directory for the torchwood binaries: %v", err)
+	}
+	litewitness, witnessctl = filepath.Join(dir, "litewitness"), filepath.Join(dir, "witnessctl")
+	if !installDone && !(isExecutable(litewitness) && isExecutable(witnessctl)) {
+		installErr = goInstall(t, dir)
+	}
+	installDone = true
+	if installErr != nil {
+		storetest.SkipOrFail(t, "cannot install litewitness %s: %v", Version, installErr)
+	}
+	return litewitness, witnessctl
+}
+
+func goInstall(t testing.TB, dir string) error {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return fmt.Errorf("go is not on PATH: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	unlock, err := lockFile(filepath.Join(filepath.Dir(dir), "install.lock"), installTimeout)
+	if err != nil {
+		return fmt.Errorf("lock the install: %w", err)
+	}
+	defer unlock()
+	if isExecutable(filepath.Join(dir, "litewitness")) && isExecutable(filepath.Join(dir, "witnessctl")) {
+		return nil // another test binary installed them while we waited
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "install-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goTool, append([]string{"install"}, packages...)...)
+	cmd.Dir = tmp // outside any module: pkg@version ignores ours anyway
+	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOWORK=off")
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go install %s: %w\n%s", strings.Join(packages, " "), err, out)
+	}
+	t.Logf("litewitnesstest: installed litewitness and witnessctl %s into %s in %v", Version, dir, time.Since(start).Round(time.Millisecond))
+	for _, name := range []string{"litewitness", "witnessctl"} {
+		if err := os.Rename(filepath.Join(tmp, name), filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+}
+
+// startAgent starts a dedicated ssh-agent and returns its socket. The
+// socket lives in a short directory under /tmp: a Unix socket path must
+// stay under 108 bytes, which t.TempDir() paths often exceed.
+func startAgent(t testing.TB) string {
+	t.Helper()
+	sockDir, err := os.MkdirTemp("/tmp", "lw")
+	if err != nil {
+		t.Fatalf("litewitnesstest: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "agent.sock")
+	p, err := startProcess("ssh-agent", "-D", "-a", sock)
+	if err != nil {
+		storetest.SkipOrFail(t, "cannot start ssh-agent: %v", err)
+	}
+	t.Cleanup(p.stop)
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			return sock
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("litewitnesstest: ssh-agent exited: %v\n%s", p.err, p.out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("litewitnesstest: ssh-agent socket %s did not appear within %v", sock, startTimeout)
+		}
+	}
+}
+
+// fingerprint returns the SHA256:… fingerprint of an OpenSSH public key
+// file, as ssh-keygen -l prints it and litewitness -key expects it.
+func fingerprint(pubFile string) (string, error) {
+	b, err := os.ReadFile(pubFile)
+	if err != nil {
+		return "", err
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) < 2 || fields[0] != "ssh-ed25519" {
+		return "", fmt.Errorf("%s is not an ssh-ed25519 public key", pubFile)
+	}
+	blob, err := base64.StdEncoding.DecodeString(fields[1])
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", pubFile, err)
+	}
+	sum := sha256.Sum256(blob)
+	return "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:]), nil
+}
+
+// run runs a command to completion within commandTimeout and returns its
+// standard output; a failure fails the test with the command's output.
+func run(t testing.TB, env []string, name string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("litewitnesstest: %s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, stderr.Bytes())
+	}
+	return out
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pick a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// process is a background command whose combined output is kept.
+type process struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done is closed
+}
+
+func startProcess(name string, args ...string) (*process, error) {
+	p := &process{out: new(syncBuffer), done: make(chan struct{})}
+	p.cmd = exec.Command(name, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.SysProcAttr = sysProcAttr()
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stop interrupts the process, kills it if it is still there after
+// stopTimeout, and waits for it.
+func (p *process) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(stopTimeout):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a process to write while a test
+// reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
