@@ -30,16 +30,16 @@ import (
 // token (RFC 9068) for the query API.
 func (api *API) ClientCredentials(w http.ResponseWriter, r *http.Request, form url.Values, hasBasic bool) {
 	if hasBasic || form.Has("client_secret") {
-		provider.WriteError(w, provider.UnauthorizedClient("auditors authenticate with private_key_jwt only"))
+		api.provider.WriteError(w, provider.UnauthorizedClient("auditors authenticate with private_key_jwt only"))
 		return
 	}
 	if s := form.Get("scope"); s != "" && s != Scope {
-		provider.WriteError(w, provider.InvalidScope("the only scope is "+Scope))
+		api.provider.WriteError(w, provider.InvalidScope("the only scope is "+Scope))
 		return
 	}
 	id, err := api.provider.ClientAssertion(r.Context(), form, api.keysOf)
 	if err != nil {
-		provider.WriteError(w, err)
+		api.provider.WriteError(w, err)
 		return
 	}
 	now := api.now()
@@ -47,13 +47,13 @@ func (api *API) ClientCredentials(w http.ResponseWriter, r *http.Request, form u
 		"iat": now.Unix(), "exp": now.Add(TokenTTL).Unix(), "jti": store.NewID("at")}
 	signer, err := api.keys.Signer(r.Context(), keys.UseToken, jose.ES256, "at+jwt")
 	if err != nil {
-		provider.WriteError(w, err)
+		api.provider.WriteError(w, err)
 		return
 	}
 	b, _ := json.Marshal(claims)
 	obj, err := signer.Sign(b)
 	if err != nil {
-		provider.WriteError(w, err)
+		api.provider.WriteError(w, err)
 		return
 	}
 	token, _ := obj.CompactSerialize()
