@@ -3,6 +3,7 @@ package auditor
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
@@ -31,16 +32,16 @@ import (
 // token (RFC 9068) for the query API.
 func (api *API) ClientCredentials(w http.ResponseWriter, r *http.Request, form url.Values, hasBasic bool) {
 	if hasBasic || form.Has("client_secret") {
-		provider.WriteError(w, provider.UnauthorizedClient("auditors authenticate with private_key_jwt only"))
+		api.provider.WriteError(w, provider.UnauthorizedClient("auditors authenticate with private_key_jwt only"))
 		return
 	}
 	if s := form.Get("scope"); s != "" && s != Scope {
-		provider.WriteError(w, provider.InvalidScope("the only scope is "+Scope))
+		api.provider.WriteError(w, provider.InvalidScope("the only scope is "+Scope))
 		return
 	}
 	id, err := api.provider.ClientAssertion(r.Context(), form, api.keysOf)
 	if err != nil {
-		provider.WriteError(w, err)
+		api.provider.WriteError(w, err)
 		return
 	}
 	now := api.now()
@@ -48,13 +49,13 @@ func (api *API) ClientCredentials(w http.ResponseWriter, r *http.Request, form u
 		"iat": now.Unix(), "exp": now.Add(TokenTTL).Unix(), "jti": store.NewID("at")}
 	signer, err := api.keys.Signer(r.Context(), keys.UseToken, jose.ES256, "at+jwt")
 	if err != nil {
-		provider.WriteError(w, err)
+		api.provider.WriteError(w, err)
 		return
 	}
 	b, _ := json.Marshal(claims)
 	obj, err := signer.Sign(b)
 	if err != nil {
-		provider.WriteError(w, err)
+		api.provider.WriteError(w, err)
 		return
 	}
 	token, _ := obj.CompactSerialize()
@@ -64,7 +65,7 @@ func (api *API) ClientCredentials(w http.ResponseWriter, r *http.Request, form u
 
 func (api *API) audience() string { return api.provider.Issuer() + "/api/audit" }
 
-// apiError answers a JSON error with a status.
+// apiError answers a JSON refusal with a status.
 func apiError(w http.ResponseWriter, status int, code, msg string) {
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer error="`+code+`"`)
@@ -72,7 +73,13 @@ func apiError(w http.ResponseWriter, status int, code, msg string) {
 	provider.WriteJSON(w, status, map[string]string{"error": code, "error_description": msg})
 }
 
-// bearer returns the auditor of a valid access token, or answers 401.
+// serverError answers a failure of the server itself (a database that
+// fails, a deadline): 500 server_error, or 503 temporarily_unavailable,
+// with a fixed description and the detail logged. It is never a refusal.
+func (api *API) serverError(w http.ResponseWriter, err error) { api.provider.WriteError(w, err) }
+
+// bearer returns the auditor of a valid access token, or answers 401 (or
+// a server error when the token cannot be checked).
 func (api *API) bearer(w http.ResponseWriter, r *http.Request) *Auditor {
 	bad := func(msg string) *Auditor { apiError(w, http.StatusUnauthorized, "invalid_token", msg); return nil }
 	if r.URL.Query().Has("access_token") {
@@ -91,7 +98,11 @@ func (api *API) bearer(w http.ResponseWriter, r *http.Request) *Auditor {
 		return bad("not an access token (typ)")
 	}
 	key, ok, err := api.keys.Public(r.Context(), h.KeyID)
-	if err != nil || !ok {
+	if err != nil {
+		api.serverError(w, fmt.Errorf("auditor: bearer: keys: %w", err))
+		return nil
+	}
+	if !ok {
 		return bad("unknown signing key")
 	}
 	payload, err := tok.Verify(key)
@@ -110,8 +121,12 @@ func (api *API) bearer(w http.ResponseWriter, r *http.Request) *Auditor {
 		return bad("expired, or not a token for this API")
 	}
 	a, err := api.Get(r.Context(), c.ClientID)
-	if err != nil {
+	if errors.Is(err, store.ErrNotFound) {
 		return bad("unknown or disabled auditor")
+	}
+	if err != nil {
+		api.serverError(w, fmt.Errorf("auditor: bearer: %w", err))
+		return nil
 	}
 	return a
 }
@@ -120,32 +135,24 @@ func (api *API) bearer(w http.ResponseWriter, r *http.Request) *Auditor {
 // that matches unless a limit is given.
 const maxLimit = 1000
 
-// Events serves GET /api/audit/events.
+// Events serves GET /api/audit/events. A query outside the auditor's
+// scope is refused (403) and journaled (access.denied); a query answered
+// is journaled (audit.queried) once its first events are read and before
+// any is sent. A database that fails gets a server error, and no event:
+// the journal says only what happened.
 func (api *API) Events(w http.ResponseWriter, r *http.Request) {
 	a := api.bearer(w, r)
 	if a == nil {
 		return
 	}
 	q := r.URL.Query()
-	f, after, limit, err := api.filter(r, q)
+	f, after, limit, err := api.filter(q)
 	if err != nil {
 		apiError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	msg := outOfScope(a, f)
-	if msg == "" {
-		if msg, err = api.outOfOrganisations(r, a, f); err != nil {
-			apiError(w, http.StatusInternalServerError, "server_error", "the scope could not be checked")
-			return
-		}
-	}
-	if msg != "" {
-		api.denied(r, a, q, msg)
-		apiError(w, http.StatusForbidden, "insufficient_scope", msg)
+	if !api.inScope(w, r, a, q, &f) {
 		return
-	}
-	if !a.All {
-		f.Restricted, f.Organisations, f.Services = true, a.Organisations, a.Services
 	}
 	format := negotiate(r.Header.Get("Accept"))
 	if format == "json" && (limit == 0 || limit > maxLimit) {
@@ -155,16 +162,84 @@ func (api *API) Events(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = 100
 	}
-	// The query is on the journal before any answer.
+	// The first events (a JSON page: all of them) are read before the
+	// query is journaled, and the query is on the journal before any
+	// answer.
+	first := limit
+	if format != "json" && (first == 0 || first > streamChunk) {
+		first = streamChunk
+	}
+	var page []audit.Entry
+	if err := api.log.Query(r.Context(), f, after, first, func(e audit.Entry) error { page = append(page, e); return nil }); err != nil {
+		api.serverError(w, fmt.Errorf("auditor: query: %w", err))
+		return
+	}
 	detail := queryDetail(q)
 	detail["format"] = format
 	if err := api.log.Write(r.Context(), func(tx *audit.Tx) error {
 		_, err := tx.Append(audit.Event{Type: audit.AuditQueried, Actor: audit.Actor{Kind: audit.ActorAuditor, ID: a.ID}, Detail: detail})
 		return err
 	}); err != nil {
-		apiError(w, http.StatusInternalServerError, "server_error", "the query could not be journaled")
+		api.serverError(w, fmt.Errorf("auditor: journal the query: %w", err))
 		return
 	}
+	// each writes the events read, then, for an export that filled its
+	// first chunk, the rest.
+	each := func(write func(audit.Entry) error) error {
+		for _, e := range page {
+			if err := write(e); err != nil {
+				return err
+			}
+		}
+		if len(page) < first || (limit > 0 && len(page) >= limit) {
+			return nil
+		}
+		more := 0
+		if limit > 0 {
+			more = limit - len(page)
+		}
+		return api.log.Query(r.Context(), f, page[len(page)-1].Index, more, write)
+	}
+	api.answer(r.Context(), w, format, limit, page, each)
+}
+
+// inScope checks the filters against the auditor's scope; it answers the
+// refusal (journaled) or the server's error itself and returns false. It
+// turns an organisation filter given as a SIRET into the id.
+func (api *API) inScope(w http.ResponseWriter, r *http.Request, a *Auditor, q url.Values, f *audit.Filter) bool {
+	var err error
+	if f.Organisation, err = api.organisationID(r, f.Organisation); err != nil {
+		api.serverError(w, err)
+		return false
+	}
+	msg := outOfScope(a, *f)
+	if msg == "" {
+		if msg, err = api.outOfOrganisations(r, a, *f); err != nil {
+			api.serverError(w, fmt.Errorf("auditor: scope: %w", err))
+			return false
+		}
+	}
+	if msg != "" {
+		if err := api.denied(r, a, q, msg); err != nil {
+			api.serverError(w, err)
+			return false
+		}
+		apiError(w, http.StatusForbidden, "insufficient_scope", msg)
+		return false
+	}
+	if !a.All {
+		f.Restricted, f.Organisations, f.Services = true, a.Organisations, a.Services
+	}
+	return true
+}
+
+// streamChunk is how many events of an export are read before the query
+// is journaled.
+const streamChunk = 500
+
+// answer writes a journaled query's events: a JSON page (page, complete),
+// or an export whose events each writes.
+func (api *API) answer(ctx context.Context, w http.ResponseWriter, format string, limit int, page []audit.Entry, each func(func(audit.Entry) error) error) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	bw := bufio.NewWriterSize(w, 32<<10)
@@ -173,8 +248,8 @@ func (api *API) Events(w http.ResponseWriter, r *http.Request) {
 	case "ndjson":
 		h.Set("Content-Type", "application/x-ndjson")
 		enc := json.NewEncoder(bw)
-		abortOn(api.log.Query(r.Context(), f, after, limit, func(e audit.Entry) error {
-			l, err := api.line(r.Context(), e)
+		abortOn(each(func(e audit.Entry) error {
+			l, err := api.line(ctx, e)
 			if err != nil {
 				return err
 			}
@@ -185,9 +260,9 @@ func (api *API) Events(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Disposition", `attachment; filename="journal.csv"`)
 		cw := csv.NewWriter(bw)
 		cw.Write([]string{"index", "origin", "leaf_index", "salt", "entry", "leaf_hash", "time", "type", "actor", "organisation", "aidant", "usager", "mandate", "service", "demarches", "event"})
-		err := api.log.Query(r.Context(), f, after, limit, func(e audit.Entry) error {
+		abortOn(each(func(e audit.Entry) error {
 			ev := e.Event
-			l, err := api.line(r.Context(), e)
+			l, err := api.line(ctx, e)
 			if err != nil {
 				return err
 			}
@@ -196,28 +271,24 @@ func (api *API) Events(w http.ResponseWriter, r *http.Request) {
 				ev.Actor.Kind + ":" + ev.Actor.ID, ev.Organisation, ev.Aidant, ev.Usager, ev.Mandate, ev.Service,
 				strings.Join(ev.Demarches, " "), string(e.Body)})
 			return cw.Error()
-		})
-		abortOn(err)
+		}))
 		cw.Flush()
 	default:
-		var page []eventLine
-		if err := api.log.Query(r.Context(), f, after, limit, func(e audit.Entry) error {
-			l, err := api.line(r.Context(), e)
-			page = append(page, l)
-			return err
-		}); err != nil {
-			apiError(w, http.StatusInternalServerError, "server_error", "the journal could not be read")
-			return
+		lines := make([]eventLine, 0, len(page))
+		for _, e := range page {
+			l, err := api.line(ctx, e)
+			if err != nil {
+				api.serverError(w, fmt.Errorf("auditor: locate %d: %w", e.Index, err))
+				return
+			}
+			lines = append(lines, l)
 		}
 		var next any
-		if len(page) == limit {
-			next = strconv.FormatInt(page[len(page)-1].Index, 10)
-		}
-		if page == nil {
-			page = []eventLine{}
+		if len(lines) == limit {
+			next = strconv.FormatInt(lines[len(lines)-1].Index, 10)
 		}
 		h.Set("Content-Type", "application/json")
-		json.NewEncoder(bw).Encode(map[string]any{"events": page, "next": next})
+		json.NewEncoder(bw).Encode(map[string]any{"events": lines, "next": next})
 	}
 }
 
@@ -259,9 +330,10 @@ func negotiate(accept string) string {
 	}
 }
 
-// filter reads the query's filters. organisation is a SIRET or an
-// organisation id.
-func (api *API) filter(r *http.Request, q url.Values) (audit.Filter, int64, int, error) {
+// filter reads the query's filters; its errors are the request's
+// mistakes. organisation is a SIRET or an organisation id (see
+// organisationID).
+func (api *API) filter(q url.Values) (audit.Filter, int64, int, error) {
 	var f audit.Filter
 	known := map[string]bool{"usager": true, "aidant": true, "organisation": true, "service": true, "mandate": true,
 		"demarche": true, "type": true, "from": true, "to": true, "after": true, "limit": true}
@@ -274,15 +346,7 @@ func (api *API) filter(r *http.Request, q url.Values) (audit.Filter, int64, int,
 		}
 	}
 	f.Usager, f.Aidant, f.Service, f.Mandate, f.Type = q.Get("usager"), q.Get("aidant"), q.Get("service"), q.Get("mandate"), q.Get("type")
-	if o := q.Get("organisation"); o != "" {
-		f.Organisation = o
-		if len(o) == 14 && strings.Trim(o, "0123456789") == "" {
-			var id string
-			if err := api.db.R.GetContext(r.Context(), &id, api.db.Rebind(`SELECT id FROM organisations WHERE siret = ?`), o); err == nil {
-				f.Organisation = id
-			}
-		}
-	}
+	f.Organisation = q.Get("organisation")
 	if d := q.Get("demarche"); d != "" {
 		if _, err := mandate.ParseDemarches([]string{d}); err != nil {
 			return f, 0, 0, fmt.Errorf("demarche: %v", err)
@@ -309,6 +373,24 @@ func (api *API) filter(r *http.Request, q url.Values) (audit.Filter, int64, int,
 		}
 	}
 	return f, after, limit, nil
+}
+
+// organisationID turns an organisation filter given as a SIRET into the
+// organisation's id; an unknown SIRET stays as given (and matches no
+// organisation in scope), a database that fails is an error.
+func (api *API) organisationID(r *http.Request, o string) (string, error) {
+	if len(o) != 14 || strings.Trim(o, "0123456789") != "" {
+		return o, nil
+	}
+	var id string
+	err := api.db.R.GetContext(r.Context(), &id, api.db.Rebind(`SELECT id FROM organisations WHERE siret = ?`), o)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return o, nil
+	case err != nil:
+		return "", fmt.Errorf("auditor: organisation %s: %w", o, err)
+	}
+	return id, nil
 }
 
 // when reads an RFC 3339 time or a date (midnight UTC).
@@ -385,14 +467,19 @@ func (api *API) outOfOrganisations(r *http.Request, a *Auditor, f audit.Filter) 
 	return "", nil
 }
 
-// denied journals an out-of-scope query.
-func (api *API) denied(r *http.Request, a *Auditor, q url.Values, why string) {
+// denied journals an out-of-scope query; the refusal is answered only
+// once it is on the journal.
+func (api *API) denied(r *http.Request, a *Auditor, q url.Values, why string) error {
 	detail := queryDetail(q)
 	detail["path"], detail["why"] = r.URL.Path, why
-	api.log.Write(r.Context(), func(tx *audit.Tx) error {
+	err := api.log.Write(r.Context(), func(tx *audit.Tx) error {
 		_, err := tx.Append(audit.Event{Type: audit.AccessDenied, Actor: audit.Actor{Kind: audit.ActorAuditor, ID: a.ID}, Detail: detail})
 		return err
 	})
+	if err != nil {
+		return fmt.Errorf("auditor: journal a refusal: %w", err)
+	}
+	return nil
 }
 
 // queryDetail records a query's parameters (pseudonymous ids, codes and

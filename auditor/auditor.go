@@ -135,13 +135,19 @@ func (api *API) Add(ctx context.Context, actor audit.Actor, n NewAuditor) (*Audi
 		a.CreatedAt = store.T(tx.Now())
 		for _, id := range a.Organisations {
 			var ok int
-			if err := tx.Get(&ok, `SELECT COUNT(*) FROM organisations WHERE id = ?`, id); err != nil || ok != 1 {
+			if err := tx.Get(&ok, `SELECT COUNT(*) FROM organisations WHERE id = ?`, id); err != nil {
+				return err
+			}
+			if ok != 1 {
 				return &InvalidError{fmt.Sprintf("--organisations: %s is not an organisation", id)}
 			}
 		}
 		for _, id := range a.Services {
 			var ok int
-			if err := tx.Get(&ok, `SELECT COUNT(*) FROM services WHERE id = ?`, id); err != nil || ok != 1 {
+			if err := tx.Get(&ok, `SELECT COUNT(*) FROM services WHERE id = ?`, id); err != nil {
+				return err
+			}
+			if ok != 1 {
 				return &InvalidError{fmt.Sprintf("--services: %s is not a registered service", id)}
 			}
 		}
@@ -176,7 +182,11 @@ func (api *API) Get(ctx context.Context, id string) (*Auditor, error) {
 }
 
 // keysOf returns an auditor's public keys (fetched from its JWKS URI at
-// most every five minutes).
+// most every five minutes). An unknown auditor is store.ErrNotFound;
+// published keys that are not a usable JWKS refuse the auditor
+// (invalid_client); a JWKS URI that does not answer is
+// temporarily_unavailable — the auditor did nothing wrong, and neither
+// did this server.
 func (api *API) keysOf(ctx context.Context, id string) (*jose.JSONWebKeySet, error) {
 	a, err := api.Get(ctx, id)
 	if err != nil {
@@ -191,22 +201,29 @@ func (api *API) keysOf(ctx context.Context, id string) (*jose.JSONWebKeySet, err
 	if ok && time.Since(f.at) < 5*time.Minute {
 		return f.set, nil
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.JWKSURI, nil)
+	unavailable := provider.TemporarilyUnavailable("the auditor's JWKS URI does not answer")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.JWKSURI, nil)
+	if err != nil {
+		return nil, provider.InvalidClient("the auditor's JWKS URI is unusable")
+	}
 	resp, err := api.client.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, unavailable
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		return nil, unavailable
+	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("auditor jwks: %s", resp.Status)
+		return nil, provider.InvalidClient(fmt.Sprintf("the auditor's JWKS URI answers %s", resp.Status))
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, err
+		return nil, unavailable
 	}
 	set, err := provider.ParseClientJWKS(string(b))
 	if err != nil {
-		return nil, err
+		return nil, provider.InvalidClient("the auditor's JWKS: " + err.Error())
 	}
 	api.mu.Lock()
 	api.cache[a.JWKSURI] = fetched{set: set, at: time.Now()}

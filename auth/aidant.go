@@ -46,7 +46,9 @@ func (s *Service) FinishAidant(w http.ResponseWriter, r *http.Request, a *Answer
 	}
 	p := s.rps[Aidants]
 	if p.cfg.RequireMFA && !a.MFA {
-		s.refuse(r.Context(), "", "mfa_required")
+		if err := s.refuse(r.Context(), "", "mfa_required"); err != nil {
+			return err
+		}
 		return ErrMFARequired
 	}
 	switch a.Purpose {
@@ -110,7 +112,9 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request, a *Answer) error
 		// event is written on its own, naming the aidant when known. The
 		// id comes from the unit: a pending aidant's binding rolled back
 		// too, so a lookup by (issuer, subject) would not find them.
-		s.refuse(r.Context(), refusedAidant, refused.Reason)
+		if err := s.refuse(r.Context(), refusedAidant, refused.Reason); err != nil {
+			return err
+		}
 		return refused
 	}
 	if err != nil {
@@ -133,7 +137,9 @@ func (s *Service) stepUp(w http.ResponseWriter, r *http.Request, a *Answer) erro
 	}
 	if aid.Issuer != a.Issuer || aid.Subject != a.Subject {
 		// Someone else authenticated on this aidant's screen.
-		s.refuse(r.Context(), cur.AidantID, ReasonOtherPerson)
+		if err := s.refuse(r.Context(), cur.AidantID, ReasonOtherPerson); err != nil {
+			return err
+		}
 		return &RefusedError{Reason: ReasonOtherPerson}
 	}
 	return s.log.Write(r.Context(), func(tx *audit.Tx) error {
@@ -145,9 +151,11 @@ func (s *Service) stepUp(w http.ResponseWriter, r *http.Request, a *Answer) erro
 	})
 }
 
-// refuse writes aidant.login_refused. The aidant is named by id when known;
-// an unknown account is named by nothing at all.
-func (s *Service) refuse(ctx context.Context, aidantID, reason string) {
+// refuse writes aidant.login_refused, for a refusal the records decided
+// (never for a directory that could not be read). The aidant is named by
+// id when known; an unknown account is named by nothing at all. A refusal
+// that cannot be journaled is answered as the server's error.
+func (s *Service) refuse(ctx context.Context, aidantID, reason string) error {
 	actor := audit.Actor{Kind: audit.ActorAidant, ID: "unknown"}
 	if aidantID != "" {
 		actor.ID = aidantID
@@ -157,8 +165,9 @@ func (s *Service) refuse(ctx context.Context, aidantID, reason string) {
 		return err
 	})
 	if err != nil {
-		s.logger.Error("auth: audit refusal", "err", err)
+		return fmt.Errorf("auth: journal a refused sign-in: %w", err)
 	}
+	return nil
 }
 
 // LogoutAidant ends the session (aidant.logout), clears the cookie and
@@ -166,9 +175,15 @@ func (s *Service) refuse(ctx context.Context, aidantID, reason string) {
 // there is none or no session).
 func (s *Service) LogoutAidant(w http.ResponseWriter, r *http.Request) (string, error) {
 	p, err := s.Aidant(w, r)
-	if err != nil {
+	var ended *SessionEndedError
+	if errors.Is(err, ErrNoSession) || errors.As(err, &ended) {
 		s.clearCookie(w, aidantCookie)
 		return "", nil
+	}
+	if err != nil {
+		// The session could not be read, so it is not ended: say so
+		// rather than show a logout that did not happen.
+		return "", fmt.Errorf("auth: logout: %w", err)
 	}
 	hint := s.idTokenHint(r, aidantCookie)
 	err = s.log.Write(r.Context(), func(tx *audit.Tx) error {

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -153,8 +154,12 @@ func (s *Service) Complete(r *http.Request, provider Provider) (*Answer, error) 
 		_, err := tx.Exec(`DELETE FROM auth_requests WHERE state_hash = ?`, store.Hash(state))
 		return err
 	})
-	if err != nil {
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%w: unknown or used state", ErrBadCallback)
+	}
+	if err != nil {
+		// Not the answer's fault: the person may try again.
+		return nil, fmt.Errorf("auth: complete: %w", err)
 	}
 	c, cerr := r.Cookie(s.cookieName(bindingCookie))
 	switch {

@@ -150,9 +150,13 @@ func (s *Service) Usager(w http.ResponseWriter, r *http.Request) (*Usager, error
 // cookie and returns FranceConnect's end-session URL ("" when none).
 func (s *Service) LogoutUsager(w http.ResponseWriter, r *http.Request) (string, error) {
 	u, err := s.Usager(w, r)
-	if err != nil {
+	var ended *SessionEndedError
+	if errors.Is(err, ErrNoSession) || errors.As(err, &ended) {
 		s.clearCookie(w, usagerCookie)
 		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("auth: usager logout: %w", err)
 	}
 	hint := s.idTokenHint(r, usagerCookie)
 	err = s.log.Write(r.Context(), func(tx *audit.Tx) error {

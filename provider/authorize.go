@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -199,6 +200,8 @@ func (p *Provider) Save(ctx context.Context, r *AuthRequest) (string, error) {
 }
 
 // ErrRequestGone is a request that expired, was answered, or never was.
+// Request, IssueCode and Cancel return it only for such a request; a
+// database that fails gives its own error.
 var ErrRequestGone = errors.New("provider: the authorization request is no longer pending")
 
 const requestColumns = `id, service_id, redirect_uri, state, nonce, code_challenge, scope, rep_scope, created_at, expires_at`
@@ -207,12 +210,21 @@ const requestColumns = `id, service_id, redirect_uri, state, nonce, code_challen
 func (p *Provider) Request(ctx context.Context, token string) (*AuthRequest, *Service, error) {
 	var r AuthRequest
 	err := p.db.R.GetContext(ctx, &r, p.db.Rebind(`SELECT `+requestColumns+` FROM oidc_requests WHERE id = ?`), store.Hash(token))
-	if err != nil || !p.now().Before(r.ExpiresAt.Time) {
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, ErrRequestGone
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("provider: request: %w", err)
+	}
+	if !p.now().Before(r.ExpiresAt.Time) {
 		return nil, nil, ErrRequestGone
 	}
 	svc, err := p.Service(ctx, r.ServiceID)
-	if err != nil {
+	if errors.Is(err, store.ErrNotFound) { // disabled since the request
 		return nil, nil, ErrRequestGone
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("provider: request: %w", err)
 	}
 	return &r, svc, nil
 }
@@ -286,8 +298,9 @@ type Acting struct {
 }
 
 // ErrNotEligible is a choice the aidant was not offered: another
-// organisation's mandate, a revoked or expired one, a démarche the service
-// does not serve or the mandate does not cover. It looks like tampering.
+// organisation's mandate, a revoked, expired or unknown one, a démarche
+// the service does not serve or the mandate does not cover. It looks like
+// tampering, and is returned only when the records say so.
 var ErrNotEligible = errors.New("provider: this person cannot be chosen for this service")
 
 // IssueCode answers the request with a single-use code for the chosen
@@ -302,14 +315,26 @@ func (p *Provider) IssueCode(ctx context.Context, a Acting, token, mandateID, de
 	code := store.RandomToken(32)
 	err = p.log.Write(ctx, func(tx *audit.Tx) error {
 		var n int
-		if err := tx.Get(&n, `SELECT COUNT(*) FROM oidc_requests WHERE id = ?`, r.ID); err != nil || n != 1 {
+		if err := tx.Get(&n, `SELECT COUNT(*) FROM oidc_requests WHERE id = ?`, r.ID); err != nil {
+			return fmt.Errorf("provider: issue code: %w", err)
+		}
+		if n != 1 { // answered meanwhile, in another tab
 			return ErrRequestGone
 		}
 		if !slices.Contains(svc.RedirectURIs, r.RedirectURI) { // unregistered since the request
 			return ErrRequestGone
 		}
+		// Only what the mandate's record says refuses the choice (and is
+		// journaled as access.denied by the caller): a database that fails
+		// to read it has shown no tampering.
 		m, err := mandate.ActiveFor(tx, mandateID, demarche)
-		if err != nil || m.OrganisationID != a.OrganisationID || !slices.Contains(Fit(m, svc, r, tx.Now()), demarche) {
+		if errors.Is(err, mandate.ErrNotFound) || errors.Is(err, mandate.ErrRevoked) || errors.Is(err, mandate.ErrExpired) {
+			return ErrNotEligible
+		}
+		if err != nil {
+			return fmt.Errorf("provider: issue code: %w", err)
+		}
+		if m.OrganisationID != a.OrganisationID || !slices.Contains(Fit(m, svc, r, tx.Now()), demarche) {
 			return ErrNotEligible
 		}
 		now := tx.Now()

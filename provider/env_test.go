@@ -113,7 +113,7 @@ func newEnv(t *testing.T, db *store.DB) *env {
 	e := &env{t: t, ctx: ctx, db: db, log: l, clock: c, keys: km, srv: srv, issuer: issuer,
 		mandates: mandate.New(mandate.Config{Issuer: "https://aidants.test.invalid"}, l, km)}
 	e.p, err = provider.New(provider.Config{Issuer: issuer, PairwiseSecret: []byte("a pairwise secret of at least 32 bytes!"),
-		AccessTokenTTL: 5 * time.Minute, IDTokenTTL: 5 * time.Minute}, l, km, e.mandates)
+		AccessTokenTTL: 5 * time.Minute, IDTokenTTL: 5 * time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, l, km, e.mandates)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,14 @@ package provider
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"aidants/store"
 )
 
 // Logout answers an RP-initiated logout (OpenID Connect RP-Initiated
@@ -14,51 +18,63 @@ import (
 // it is one the client registered, the client being named by client_id or
 // by the audience of an ID token this provider signed. It returns "" when
 // the browser should stay on the provider's own page, with the service's
-// name when known.
-func (p *Provider) Logout(ctx context.Context, q url.Values) (redirect, serviceName string) {
+// name when known, and an error only when the keys or the registrations
+// cannot be read (the caller answers a server error, not a page that
+// pretends the service is unknown).
+func (p *Provider) Logout(ctx context.Context, q url.Values) (redirect, serviceName string, err error) {
 	clientID := q.Get("client_id")
 	if hint := q.Get("id_token_hint"); hint != "" {
-		if aud := p.hintAudience(ctx, hint); aud != "" && (clientID == "" || clientID == aud) {
-			clientID = aud
-		} else {
-			return "", ""
+		aud, err := p.hintAudience(ctx, hint)
+		if err != nil {
+			return "", "", err
 		}
+		if aud == "" || (clientID != "" && clientID != aud) {
+			return "", "", nil
+		}
+		clientID = aud
 	}
 	svc, err := p.Service(ctx, clientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", "", nil
+	}
 	if err != nil {
-		return "", ""
+		return "", "", fmt.Errorf("provider: logout: %w", err)
 	}
 	target := q.Get("post_logout_redirect_uri")
 	if target == "" || !slices.Contains(svc.PostLogoutURIs, target) {
-		return "", svc.Name
+		return "", svc.Name, nil
 	}
 	if state := q.Get("state"); state != "" {
-		return withQuery(target, url.Values{"state": {state}}), svc.Name
+		return withQuery(target, url.Values{"state": {state}}), svc.Name, nil
 	}
-	return target, svc.Name
+	return target, svc.Name, nil
 }
 
 // hintAudience returns the client of an ID token this provider signed
-// (expired or not), or "".
-func (p *Provider) hintAudience(ctx context.Context, raw string) string {
+// (expired or not), "" for any other token, or the error of reading the
+// provider's keys.
+func (p *Provider) hintAudience(ctx context.Context, raw string) (string, error) {
 	tok, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
 	if err != nil || len(tok.Signatures) != 1 {
-		return ""
+		return "", nil
 	}
 	key, ok, err := p.keys.Public(ctx, tok.Signatures[0].Header.KeyID)
-	if err != nil || !ok {
-		return ""
+	if err != nil {
+		return "", fmt.Errorf("provider: logout: keys: %w", err)
+	}
+	if !ok {
+		return "", nil
 	}
 	payload, err := tok.Verify(key)
 	if err != nil {
-		return ""
+		return "", nil
 	}
 	var c struct {
 		Iss string   `json:"iss"`
 		Aud audience `json:"aud"`
 	}
 	if json.Unmarshal(payload, &c) != nil || c.Iss != p.issuer || len(c.Aud) != 1 {
-		return ""
+		return "", nil
 	}
-	return c.Aud[0]
+	return c.Aud[0], nil
 }

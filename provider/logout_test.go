@@ -34,9 +34,9 @@ func TestLogoutReturnsOnlyToRegisteredURIs(t *testing.T) {
 		{"no client", url.Values{"post_logout_redirect_uri": {e.jwt.logout}}, "", ""},
 	}
 	for _, c := range cases {
-		redirect, name := e.p.Logout(e.ctx, c.q)
-		if redirect != c.redirect || name != c.name2 {
-			t.Errorf("%s: Logout = %q, %q; want %q, %q", c.name, redirect, name, c.redirect, c.name2)
+		redirect, name, err := e.p.Logout(e.ctx, c.q)
+		if err != nil || redirect != c.redirect || name != c.name2 {
+			t.Errorf("%s: Logout = %q, %q, %v; want %q, %q", c.name, redirect, name, err, c.redirect, c.name2)
 		}
 	}
 }

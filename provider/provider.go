@@ -14,11 +14,13 @@
 package provider
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -49,6 +51,9 @@ type Config struct {
 	PairwiseSecret []byte
 	AccessTokenTTL time.Duration
 	IDTokenTTL     time.Duration
+	// Logger receives the detail of the errors answered as server_error
+	// (default slog.Default()).
+	Logger *slog.Logger
 }
 
 // Provider is the OpenID provider.
@@ -59,6 +64,7 @@ type Provider struct {
 	db       *store.DB
 	keys     *keys.Manager
 	mandates *mandate.Service
+	logger   *slog.Logger
 	now      func() time.Time
 	purged   atomic.Int64 // when expired rows were last purged, Unix ms
 	services sync.Map     // id → *cachedService
@@ -79,7 +85,11 @@ func New(cfg Config, log *audit.Log, k *keys.Manager, m *mandate.Service) (*Prov
 	if cfg.IDTokenTTL <= 0 {
 		cfg.IDTokenTTL = 5 * time.Minute
 	}
-	return &Provider{cfg: cfg, issuer: strings.TrimSuffix(cfg.Issuer, "/"), log: log, db: log.DB(), keys: k, mandates: m, now: log.Now}, nil
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Provider{cfg: cfg, issuer: strings.TrimSuffix(cfg.Issuer, "/"), log: log, db: log.DB(), keys: k, mandates: m,
+		logger: cfg.Logger, now: log.Now}, nil
 }
 
 // Issuer is the provider's issuer identifier.
@@ -95,7 +105,8 @@ func (p *Provider) pairwise(kind, id, serviceID string) string {
 }
 
 // Error is an OAuth 2.0 error (RFC 6749 §5.2) for the token and userinfo
-// endpoints, whose descriptions are for developers.
+// endpoints, whose descriptions are for developers. It is a refusal of
+// the request as sent; a failure of the server is any other error.
 type Error struct {
 	Status      int
 	Code        string
@@ -110,21 +121,31 @@ func errInvalidRequest(d string) error {
 	return &Error{http.StatusBadRequest, "invalid_request", d}
 }
 
-// WriteError answers an OAuth error (*Error) as JSON, any other error as
-// server_error; for the endpoints that share the provider's token
-// endpoint.
-func WriteError(w http.ResponseWriter, err error) { writeError(w, err) }
-
-// WriteJSON answers v as an uncacheable JSON document.
-func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
-
-// InvalidRequest, InvalidScope and UnauthorizedClient are OAuth errors for
-// the grants served beside the provider's own.
+// InvalidRequest, InvalidScope, InvalidClient and UnauthorizedClient are
+// OAuth refusals for the grants served beside the provider's own.
 func InvalidRequest(d string) error { return errInvalidRequest(d) }
 func InvalidScope(d string) error   { return &Error{http.StatusBadRequest, "invalid_scope", d} }
+func InvalidClient(d string) error  { return errInvalidClient(d) }
 func UnauthorizedClient(d string) error {
 	return &Error{http.StatusBadRequest, "unauthorized_client", d}
 }
+
+// TemporarilyUnavailable is a failure of something the server depends on
+// and does not control (a client's published keys that cannot be
+// fetched): not a refusal, the request may succeed later.
+func TemporarilyUnavailable(d string) error {
+	return &Error{http.StatusServiceUnavailable, "temporarily_unavailable", d}
+}
+
+// WriteError answers err as the provider's token endpoint does: an OAuth
+// refusal (*Error) as is; any other error is the server's own failure,
+// answered with a fixed description — 503 temporarily_unavailable when the
+// request ran out of time, else 500 server_error — and logged with the
+// request id. Never a refusal: a database that fails has refused nothing.
+func (p *Provider) WriteError(w http.ResponseWriter, err error) { p.writeError(w, err) }
+
+// WriteJSON answers v as an uncacheable JSON document.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	h := w.Header()
@@ -135,10 +156,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func writeError(w http.ResponseWriter, err error) {
+func (p *Provider) writeError(w http.ResponseWriter, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		e = &Error{http.StatusInternalServerError, "server_error", "internal error"}
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			e = &Error{http.StatusServiceUnavailable, "temporarily_unavailable", "the server is busy, try again"}
+		}
+		// The site's middleware named the request in the answer's header.
+		p.logger.Error("oauth request failed", "request_id", w.Header().Get("X-Request-Id"), "status", e.Status, "err", err.Error())
 	}
 	if e.Status == http.StatusUnauthorized {
 		challenge := `Bearer error="` + e.Code + `"`

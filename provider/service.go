@@ -249,7 +249,8 @@ func (p *Provider) service(ctx context.Context, id string) (*cachedService, erro
 	return c, nil
 }
 
-// ServiceName names a service for people, "" when unknown.
+// ServiceName names a service for people, "" when unknown or unreadable
+// (a page then says "un service en ligne", which stays true).
 func (p *Provider) ServiceName(ctx context.Context, id string) string {
 	s, err := p.Service(ctx, id)
 	if err != nil {
@@ -287,8 +288,11 @@ func (p *Provider) authenticate(ctx context.Context, form url.Values, basicUser,
 		id, secret, method = basicUser, basicPass, ClientSecretBasic
 	}
 	svc, err := p.Service(ctx, id)
-	if err != nil {
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, errInvalidClient("unknown client")
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("provider: client %s: %w", id, err)
 	}
 	if svc.AuthMethod != method || svc.SecretHash == "" ||
 		subtle.ConstantTimeCompare([]byte(store.Hash(secret)), []byte(svc.SecretHash)) != 1 {
@@ -325,7 +329,9 @@ func parseAssertion(raw, clientID string) (*jose.JSONWebSignature, *assertionCla
 
 // ClientAssertion authenticates a token request of a client that is not a
 // public service (an auditor, for the client credentials grant) by
-// private_key_jwt: keysOf returns the client's registered keys. The
+// private_key_jwt: keysOf returns the client's registered keys, an error
+// wrapping store.ErrNotFound for an unknown client, or an *Error to refuse
+// it; any other error of keysOf is the server's, not the client's. The
 // assertion's jti is spent at once.
 func (p *Provider) ClientAssertion(ctx context.Context, form url.Values, keysOf func(ctx context.Context, clientID string) (*jose.JSONWebKeySet, error)) (string, error) {
 	if form.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" || form.Get("client_assertion") == "" {
@@ -336,7 +342,15 @@ func (p *Provider) ClientAssertion(ctx context.Context, form url.Values, keysOf 
 		return "", err
 	}
 	set, err := keysOf(ctx, c.Iss)
-	if err != nil || set == nil {
+	var refused *Error
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", errInvalidClient("unknown client")
+	case errors.As(err, &refused):
+		return "", err
+	case err != nil:
+		return "", fmt.Errorf("provider: client %s: %w", c.Iss, err)
+	case set == nil:
 		return "", errInvalidClient("unknown client")
 	}
 	if err := p.checkAssertion(tok, set, c.Aud, c.Exp, c.Jti); err != nil {
@@ -355,9 +369,11 @@ func (p *Provider) assertion(ctx context.Context, raw, clientID string) (*Servic
 		return nil, nil, err
 	}
 	cached, err := p.service(ctx, c.Iss)
-	if err != nil {
-		// An auditor authenticates at the same endpoint (client credentials).
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, errInvalidClient("unknown client")
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("provider: client %s: %w", c.Iss, err)
 	}
 	svc, set := cached.svc, cached.jwks
 	if svc.AuthMethod != PrivateKeyJWT {

@@ -199,12 +199,26 @@ func (p *Provider) claims(g *grant) map[string]any {
 	return c
 }
 
-// sign makes a compact JWS with the provider's current token key.
-func (p *Provider) sign(ctx context.Context, alg jose.SignatureAlgorithm, typ string, claims map[string]any) (string, error) {
-	signer, err := p.keys.Signer(ctx, keys.UseToken, alg, typ)
+// signers are the keys a token response is signed with, taken before the
+// code is redeemed: reading or making keys may touch the database, and a
+// failure there must come before the exchange, which spends the code and
+// journals token.issued. After it, signing is computation only.
+type signers struct{ id, access jose.Signer }
+
+func (p *Provider) signers(ctx context.Context, svc *Service) (*signers, error) {
+	id, err := p.keys.Signer(ctx, keys.UseToken, jose.SignatureAlgorithm(svc.IDTokenAlg), "JWT")
 	if err != nil {
-		return "", err
+		return nil, fmt.Errorf("provider: ID token key: %w", err)
 	}
+	access, err := p.keys.Signer(ctx, keys.UseToken, jose.ES256, "at+jwt")
+	if err != nil {
+		return nil, fmt.Errorf("provider: access token key: %w", err)
+	}
+	return &signers{id: id, access: access}, nil
+}
+
+// sign makes a compact JWS of claims.
+func sign(signer jose.Signer, claims map[string]any) (string, error) {
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
@@ -217,12 +231,12 @@ func (p *Provider) sign(ctx context.Context, alg jose.SignatureAlgorithm, typ st
 }
 
 // tokens signs the ID token and the access token (RFC 9068) of a grant.
-func (p *Provider) tokens(ctx context.Context, g *grant) (map[string]any, error) {
+func (p *Provider) tokens(g *grant, ks *signers) (map[string]any, error) {
 	now := p.now()
 	id := p.claims(g)
 	id["iss"], id["aud"], id["iat"], id["exp"] = p.issuer, g.Service.ID, now.Unix(), now.Add(p.cfg.IDTokenTTL).Unix()
 	id["auth_time"], id["nonce"], id["acr"] = g.AuthTime.Unix(), g.Nonce, ACR
-	idToken, err := p.sign(ctx, jose.SignatureAlgorithm(g.Service.IDTokenAlg), "JWT", id)
+	idToken, err := sign(ks.id, id)
 	if err != nil {
 		return nil, fmt.Errorf("provider: sign ID token: %w", err)
 	}
@@ -232,7 +246,7 @@ func (p *Provider) tokens(ctx context.Context, g *grant) (map[string]any, error)
 	}
 	at["iss"], at["aud"], at["client_id"], at["iat"], at["exp"] = p.issuer, p.issuer+"/oidc/userinfo", g.Service.ID, now.Unix(), now.Add(p.cfg.AccessTokenTTL).Unix()
 	at["jti"], at["scope"], at["auth_time"] = g.JTI, g.Scope, g.AuthTime.Unix()
-	access, err := p.sign(ctx, jose.ES256, "at+jwt", at)
+	access, err := sign(ks.access, at)
 	if err != nil {
 		return nil, fmt.Errorf("provider: sign access token: %w", err)
 	}
@@ -245,11 +259,11 @@ func (p *Provider) tokens(ctx context.Context, g *grant) (map[string]any, error)
 // an auditor, when ClientCredentials is set).
 func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil || r.Method != http.MethodPost {
-		writeError(w, errInvalidRequest("a form POST is expected"))
+		p.writeError(w, errInvalidRequest("a form POST is expected"))
 		return
 	}
 	if len(r.URL.Query()) > 0 {
-		writeError(w, errInvalidRequest("parameters go in the body, not the URL"))
+		p.writeError(w, errInvalidRequest("parameters go in the body, not the URL"))
 		return
 	}
 	form := r.PostForm
@@ -260,27 +274,32 @@ func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
 	}
 	svc, use, err := p.authenticate(r.Context(), form, user, pass, hasBasic)
 	if err != nil {
-		writeError(w, err)
+		p.writeError(w, err)
 		return
 	}
 	if gt := form.Get("grant_type"); gt != "authorization_code" {
 		if use != nil { // the assertion is spent all the same
 			if err := p.log.Write(r.Context(), func(tx *audit.Tx) error { return p.spend(tx, use) }); err != nil {
-				writeError(w, err)
+				p.writeError(w, err)
 				return
 			}
 		}
-		writeError(w, &Error{http.StatusBadRequest, "unsupported_grant_type", "authorization_code only"})
+		p.writeError(w, &Error{http.StatusBadRequest, "unsupported_grant_type", "authorization_code only"})
+		return
+	}
+	ks, err := p.signers(r.Context(), svc)
+	if err != nil {
+		p.writeError(w, err)
 		return
 	}
 	g, err := p.redeem(r.Context(), svc, use, form.Get("code"), form.Get("redirect_uri"), form.Get("code_verifier"))
 	if err != nil {
-		writeError(w, err)
+		p.writeError(w, err)
 		return
 	}
-	resp, err := p.tokens(r.Context(), g)
+	resp, err := p.tokens(g, ks)
 	if err != nil {
-		writeError(w, err)
+		p.writeError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
@@ -294,7 +313,7 @@ var ErrBadToken = errors.New("provider: invalid access token")
 // provider, unexpired, not revoked, whose mandate is still active for its
 // démarche; it answers the ID token's claims with the same sub.
 func (p *Provider) UserInfo(w http.ResponseWriter, r *http.Request) {
-	bad := func(d string) { writeError(w, &Error{http.StatusUnauthorized, "invalid_token", d}) }
+	bad := func(d string) { p.writeError(w, &Error{http.StatusUnauthorized, "invalid_token", d}) }
 	if r.URL.Query().Has("access_token") {
 		bad("the access token goes in the Authorization header, never in the URL")
 		return
@@ -321,7 +340,7 @@ func (p *Provider) UserInfo(w http.ResponseWriter, r *http.Request) {
 	}
 	key, ok, err := p.keys.Public(r.Context(), h.KeyID)
 	if err != nil {
-		writeError(w, err)
+		p.writeError(w, err)
 		return
 	}
 	if !ok {
@@ -352,17 +371,34 @@ func (p *Provider) UserInfo(w http.ResponseWriter, r *http.Request) {
 		Revoked   store.Time `db:"revoked_at"`
 		Claims    string     `db:"claims"`
 	}
-	if err := p.db.R.GetContext(r.Context(), &row, p.db.Rebind(`SELECT service_id, mandate_id, demarche, code_hash, revoked_at, claims
-		FROM oidc_tokens WHERE jti = ?`), jti); err != nil || !row.Revoked.IsZero() {
+	// Each check below refuses only what it found: a database that fails
+	// is a server error, never an invalid token.
+	err = p.db.R.GetContext(r.Context(), &row, p.db.Rebind(`SELECT service_id, mandate_id, demarche, code_hash, revoked_at, claims
+		FROM oidc_tokens WHERE jti = ?`), jti)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		bad("revoked or unknown access token")
+		return
+	case err != nil:
+		p.writeError(w, fmt.Errorf("provider: userinfo: token: %w", err))
+		return
+	case !row.Revoked.IsZero():
 		bad("revoked or unknown access token")
 		return
 	}
-	if _, err := p.service(r.Context(), row.ServiceID); err != nil {
+	if _, err := p.service(r.Context(), row.ServiceID); errors.Is(err, store.ErrNotFound) {
 		bad("the service is no longer registered")
 		return
+	} else if err != nil {
+		p.writeError(w, fmt.Errorf("provider: userinfo: %w", err))
+		return
 	}
-	if err := p.mandates.CheckActive(r.Context(), row.MandateID, row.Demarche); err != nil {
+	err = p.mandates.CheckActive(r.Context(), row.MandateID, row.Demarche)
+	if errors.Is(err, mandate.ErrRevoked) || errors.Is(err, mandate.ErrExpired) || errors.Is(err, mandate.ErrNotFound) {
 		bad("the mandate is no longer active for this démarche")
+		return
+	} else if err != nil {
+		p.writeError(w, fmt.Errorf("provider: userinfo: %w", err))
 		return
 	}
 	writeJSON(w, http.StatusOK, json.RawMessage(row.Claims))

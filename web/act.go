@@ -55,8 +55,11 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	req, svc, err := s.provider.Request(r.Context(), token)
-	if err != nil {
+	if errors.Is(err, provider.ErrRequestGone) {
 		return s.requestGone(w, r)
+	}
+	if err != nil {
+		return err
 	}
 	page := &actPage{Page: s.base(r), Token: token, Service: svc.Name, Search: r.URL.Query().Get("q"), Asked: req.RepScope}
 	if p.IsAidant {
@@ -76,7 +79,9 @@ func (s *Server) requestGone(w http.ResponseWriter, r *http.Request) error {
 }
 
 // actChoose answers the service with a code for the chosen person. A
-// choice the aidant was not offered is refused and journaled.
+// choice the aidant was not offered is refused and journaled
+// (access.denied); any other failure is the server's, answered as such
+// and journaled as nothing.
 func (s *Server) actChoose(w http.ResponseWriter, r *http.Request) error {
 	p := auth.PrincipalFrom(r.Context())
 	if err := r.ParseForm(); err != nil {
@@ -114,8 +119,11 @@ func (s *Server) actChoose(w http.ResponseWriter, r *http.Request) error {
 // actCancel tells the service the aidant chose nobody.
 func (s *Server) actCancel(w http.ResponseWriter, r *http.Request) error {
 	target, err := s.provider.Cancel(r.Context(), r.PostFormValue("demande"))
-	if err != nil {
+	if errors.Is(err, provider.ErrRequestGone) {
 		return s.requestGone(w, r)
+	}
+	if err != nil {
+		return err
 	}
 	http.Redirect(w, r, target, http.StatusSeeOther)
 	return nil
@@ -129,7 +137,10 @@ type leftServicePage struct {
 // oidcLogout is RP-initiated logout: back to the service only at a
 // registered address.
 func (s *Server) oidcLogout(w http.ResponseWriter, r *http.Request) error {
-	target, name := s.provider.Logout(r.Context(), r.URL.Query())
+	target, name, err := s.provider.Logout(r.Context(), r.URL.Query())
+	if err != nil {
+		return err
+	}
 	if target != "" {
 		http.Redirect(w, r, target, http.StatusSeeOther)
 		return nil

@@ -110,8 +110,11 @@ func (s *Server) consentDraft(r *http.Request, link string) (*consentPage, error
 		return nil, mandate.ErrLinkUsed
 	}
 	d, err := s.mandates.DraftByLink(r.Context(), link)
-	if err != nil {
+	if errors.Is(err, mandate.ErrNotFound) {
 		return nil, mandate.ErrLinkUsed
+	}
+	if err != nil {
+		return nil, err
 	}
 	st := d.State(s.now())
 	switch st {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -47,7 +48,10 @@ func badRequest(text string) error {
 }
 
 // fail turns a handler's error into a page: a fixed French message, the
-// request id, and a log line with the detail.
+// request id, and a log line with the detail. Only the errors that say so
+// (an *Error, a domain sentinel) are refusals; anything else — a database
+// or a service that fails — is the server's error, 500 or 503, and the
+// handler that returned it has journaled nothing.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	var ended *auth.SessionEndedError
@@ -58,7 +62,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	case errors.Is(err, store.ErrNotFound):
 		e = &Error{Status: http.StatusNotFound, Msg: msgNotFound, Err: err}
-	case errors.Is(err, auth.ErrProviderUnavailable):
+	case errors.Is(err, auth.ErrProviderUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		e = &Error{Status: http.StatusServiceUnavailable, Msg: msgUnavailable, Err: err}
 	default:
 		e = &Error{Status: http.StatusInternalServerError, Msg: msgInternal, Err: err}

@@ -309,7 +309,13 @@ func (s *Server) structureJournal(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
-// structureJournalCSV exports the filtered journal (audit.exported).
+// exportChunk is how many events an export reads before it is journaled.
+const exportChunk = 500
+
+// structureJournalCSV exports the filtered journal (audit.exported). The
+// export is journaled once its first events are read and before any is
+// sent: a journal that cannot be read is exported, and journaled, as
+// nothing.
 func (s *Server) structureJournalCSV(w http.ResponseWriter, r *http.Request) error {
 	p := auth.PrincipalFrom(r.Context())
 	f, err := s.journalFilter(r, p)
@@ -318,6 +324,11 @@ func (s *Server) structureJournalCSV(w http.ResponseWriter, r *http.Request) err
 	}
 	names, err := s.names(r, p.OrganisationID)
 	if err != nil {
+		return err
+	}
+	f.Newest = false
+	first := make([]audit.Entry, 0, exportChunk)
+	if err := s.log.Query(r.Context(), f, -1, exportChunk, func(e audit.Entry) error { first = append(first, e); return nil }); err != nil {
 		return err
 	}
 	detail := map[string]any{"format": "csv", "scope": "organisation"}
@@ -337,8 +348,7 @@ func (s *Server) structureJournalCSV(w http.ResponseWriter, r *http.Request) err
 	w.Header().Set("Cache-Control", "no-store")
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"index", "date", "evenement", "type", "aidant", "personne", "demarches", "mandat"})
-	f.Newest = false
-	err = s.log.Query(r.Context(), f, -1, 0, func(e audit.Entry) error {
+	write := func(e audit.Entry) error {
 		l := names.line(e)
 		var dem []string
 		for _, d := range l.Demarches {
@@ -347,7 +357,15 @@ func (s *Server) structureJournalCSV(w http.ResponseWriter, r *http.Request) err
 		cw.Write(csvSafe([]string{strconv.FormatInt(l.Index, 10), l.When.In(mandate.Paris).Format("2006-01-02 15:04:05"), l.Label, e.Event.Type,
 			l.Aidant, l.Usager, strings.Join(dem, " ; "), l.Mandate}))
 		return cw.Error()
-	})
+	}
+	for _, e := range first {
+		if err := write(e); err != nil {
+			return err
+		}
+	}
+	if len(first) == exportChunk {
+		err = s.log.Query(r.Context(), f, first[len(first)-1].Index, 0, write)
+	}
 	cw.Flush()
 	return err
 }

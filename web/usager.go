@@ -14,6 +14,7 @@ import (
 	"aidants/audit"
 	"aidants/auth"
 	"aidants/mandate"
+	"aidants/org"
 )
 
 // historyPage is how many events the person's page shows at once.
@@ -138,6 +139,9 @@ func (s *Server) space(w http.ResponseWriter, r *http.Request, u *auth.Usager) e
 	for _, e := range entries {
 		page.History = append(page.History, historyLine{Index: e.Index, When: e.Event.Time.Time, Text: n.describe(e.Event)})
 	}
+	if n.err != nil {
+		return n.err
+	}
 	if r.URL.Query().Get("revoque") == "1" {
 		page.Notice = "Votre retrait est enregistré : il prend effet immédiatement."
 	}
@@ -145,12 +149,22 @@ func (s *Server) space(w http.ResponseWriter, r *http.Request, u *auth.Usager) e
 	return nil
 }
 
-// namer finds the names the history shows, once per request.
+// namer finds the names the history shows, once per request. A name that
+// does not exist (any more) reads as a generic one; a name that cannot be
+// read is err, which the caller returns instead of a page that would hide
+// the failure.
 type namer struct {
 	s       *Server
 	ctx     context.Context
 	aidants map[string]string
 	orgs    map[string]string
+	err     error
+}
+
+func (n *namer) failed(err error) {
+	if !errors.Is(err, org.ErrNotFound) && n.err == nil {
+		n.err = err
+	}
 }
 
 func (s *Server) namer(ctx context.Context) *namer {
@@ -167,6 +181,8 @@ func (n *namer) aidant(id string) string {
 	v := "une personne de la structure"
 	if a, err := n.s.dir.Aidant(n.ctx, id); err == nil {
 		v = a.GivenName
+	} else {
+		n.failed(err)
 	}
 	n.aidants[id] = v
 	return v
@@ -179,6 +195,8 @@ func (n *namer) org(id string) string {
 	v := "la structure"
 	if o, err := n.s.dir.Organisation(n.ctx, id); err == nil {
 		v = o.Name
+	} else {
+		n.failed(err)
 	}
 	n.orgs[id] = v
 	return v
@@ -322,7 +340,9 @@ func (s *Server) usagerReceipt(w http.ResponseWriter, r *http.Request, u *auth.U
 	return enc.Encode(rc)
 }
 
-// exported journals a download of the person's data (audit.exported).
+// exported journals a download of the person's data (audit.exported),
+// once the data is read and before any of it is sent: a download that
+// could not be read leaves no event.
 func (s *Server) exported(r *http.Request, u *auth.Usager, format string) error {
 	return s.log.Write(r.Context(), func(tx *audit.Tx) error {
 		_, err := tx.Append(audit.Event{Type: audit.AuditExported, Actor: u.Actor(), Usager: u.UsagerID,
@@ -333,9 +353,6 @@ func (s *Server) exported(r *http.Request, u *auth.Usager, format string) error 
 
 // exportJSON downloads everything the instance holds about the person.
 func (s *Server) exportJSON(w http.ResponseWriter, r *http.Request, u *auth.Usager) error {
-	if err := s.exported(r, u, "json"); err != nil {
-		return err
-	}
 	person, err := s.mandates.Usager(r.Context(), u.UsagerID)
 	if err != nil {
 		return err
@@ -395,6 +412,12 @@ func (s *Server) exportJSON(w http.ResponseWriter, r *http.Request, u *auth.Usag
 	if err != nil {
 		return err
 	}
+	if n.err != nil {
+		return n.err
+	}
+	if err := s.exported(r, u, "json"); err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Disposition", `attachment; filename="mes-donnees-aidants.json"`)
 	enc := json.NewEncoder(w)
@@ -402,8 +425,28 @@ func (s *Server) exportJSON(w http.ResponseWriter, r *http.Request, u *auth.Usag
 	return enc.Encode(out)
 }
 
-// exportCSV downloads the person's actions, one per line, streamed.
+// exportCSV downloads the person's actions, one per line. They are read
+// before the download is journaled: a person's actions are few enough to
+// hold, and a download that could not be read is then journaled as
+// nothing.
 func (s *Server) exportCSV(w http.ResponseWriter, r *http.Request, u *auth.Usager) error {
+	n := s.namer(r.Context())
+	var lines [][]string
+	err := s.log.ForUsagerAll(r.Context(), u.UsagerID, func(e audit.Entry) error {
+		where := ""
+		if e.Event.Organisation != "" {
+			where = n.org(e.Event.Organisation)
+		}
+		lines = append(lines, csvSafe([]string{strconv.FormatInt(e.Index, 10), frDateTime(e.Event.Time.Time), n.describe(e.Event), e.Event.Type,
+			where, labels(e.Event.Demarches), e.Event.Mandate}))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n.err != nil {
+		return n.err
+	}
 	if err := s.exported(r, u, "csv"); err != nil {
 		return err
 	}
@@ -412,15 +455,5 @@ func (s *Server) exportCSV(w http.ResponseWriter, r *http.Request, u *auth.Usage
 	w.Write([]byte("\ufeff")) // so that spreadsheet programs read UTF-8
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"index", "date", "action", "type", "structure", "demarches", "mandat"})
-	n := s.namer(r.Context())
-	err := s.log.ForUsagerAll(r.Context(), u.UsagerID, func(e audit.Entry) error {
-		org := ""
-		if e.Event.Organisation != "" {
-			org = n.org(e.Event.Organisation)
-		}
-		return cw.Write(csvSafe([]string{strconv.FormatInt(e.Index, 10), frDateTime(e.Event.Time.Time), n.describe(e.Event), e.Event.Type,
-			org, labels(e.Event.Demarches), e.Event.Mandate}))
-	})
-	cw.Flush()
-	return err
+	return cw.WriteAll(lines)
 }

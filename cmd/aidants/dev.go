@@ -132,6 +132,9 @@ func seedOnce(ctx context.Context, in *instance) error {
 			ids[o.SIRET] = existing.ID
 			continue
 		}
+		if !errors.Is(err, org.ErrNotFound) {
+			return err
+		}
 		created, err := in.dir.AddOrganisation(ctx, devSeedActor, o)
 		if err != nil {
 			return err

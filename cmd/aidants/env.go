@@ -228,7 +228,7 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*instanc
 		return nil, fmt.Errorf("provider.pairwise_secret: %w", err)
 	}
 	prov, err := provider.New(provider.Config{Issuer: cfg.Server.PublicURL, PairwiseSecret: pairwise,
-		AccessTokenTTL: cfg.Provider.AccessTokenTTL.D(), IDTokenTTL: cfg.Provider.IDTokenTTL.D()}, log, km, ms)
+		AccessTokenTTL: cfg.Provider.AccessTokenTTL.D(), IDTokenTTL: cfg.Provider.IDTokenTTL.D(), Logger: logger}, log, km, ms)
 	if err != nil {
 		log.Close()
 		db.Close()
