@@ -69,11 +69,12 @@ client_secret = "s"
 [audit]
 origin = "test.aidants.invalid/audit"
 signing_key_file = %q
+witness_state_file = %q
 [keys]
 encryption_secret = %q
 [provider]
 pairwise_secret = %q
-`, driver, dsn, secret, keyFile, secret, secret)
+`, driver, dsn, secret, keyFile, filepath.Join(dir, "witness-state"), secret, secret)
 	path := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"aidants/org"
 	"aidants/provider"
 	"aidants/store"
+	"aidants/witness"
 )
 
 // operator is the actor of every command-line change.
@@ -175,7 +176,9 @@ type instance struct {
 	mandates *mandate.Service
 	provider *provider.Provider
 	auditors *auditor.API
-	logger   *slog.Logger
+	// witnessing sends checkpoints to the witnesses (serve runs it).
+	witnessing *witness.Service
+	logger     *slog.Logger
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
@@ -198,45 +201,89 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*instanc
 		db.Close()
 		return nil, err
 	}
-	log, err := audit.Open(ctx, db, audit.Options{SigningKey: cfg.Audit.SigningKey, Logger: logger})
+	in, err := assemble(ctx, cfg, db, logger)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
+	return in, nil
+}
+
+// assemble starts the audit writer of an open, migrated database and
+// builds the services on it. A database behind the checkpoint kept in the
+// witness state file (an older backup restored) opens for reading only:
+// every write fails with the one-line reason (audit.Log.Refuse), and serve
+// refuses to start.
+func assemble(ctx context.Context, cfg config.Config, db *store.DB, logger *slog.Logger) (in *instance, err error) {
+	log, err := audit.Open(ctx, db, audit.Options{SigningKey: cfg.Audit.SigningKey, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			log.Close()
+		}
+	}()
 	if log.Origin() != cfg.Audit.Origin {
-		log.Close()
-		db.Close()
 		return nil, fmt.Errorf("the audit signing key is named %q but audit.origin is %q", log.Origin(), cfg.Audit.Origin)
+	}
+	statePath := cfg.Audit.StateFile(cfg.Database)
+	kept, err := audit.ReadStateFile(statePath)
+	if err != nil {
+		return nil, err
+	}
+	if kept != nil {
+		var re *audit.RollbackError
+		if err := log.CheckState(ctx, kept, statePath); errors.As(err, &re) {
+			log.Refuse(re)
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	wcfg, err := witnessConfig(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := witness.New(log, wcfg)
+	if err != nil {
+		return nil, err
 	}
 	secret, err := base64.StdEncoding.DecodeString(cfg.Keys.EncryptionSecret)
 	if err != nil {
-		log.Close()
-		db.Close()
 		return nil, fmt.Errorf("keys.encryption_secret: %w", err)
 	}
 	km, err := keys.Open(ctx, log, secret)
 	if err != nil {
-		log.Close()
-		db.Close()
 		return nil, err
 	}
 	ms := mandate.New(mandate.Config{Issuer: cfg.Server.PublicURL, ConsentLinkTTL: cfg.Mandate.ConsentLinkTTL.D()}, log, km)
 	pairwise, err := base64.StdEncoding.DecodeString(cfg.Provider.PairwiseSecret)
 	if err != nil {
-		log.Close()
-		db.Close()
 		return nil, fmt.Errorf("provider.pairwise_secret: %w", err)
 	}
 	prov, err := provider.New(provider.Config{Issuer: cfg.Server.PublicURL, PairwiseSecret: pairwise,
 		AccessTokenTTL: cfg.Provider.AccessTokenTTL.D(), IDTokenTTL: cfg.Provider.IDTokenTTL.D(), Logger: logger}, log, km, ms)
 	if err != nil {
-		log.Close()
-		db.Close()
 		return nil, err
 	}
 	auditors := auditor.New(db, log, km, prov, nil)
 	prov.ClientCredentials = auditors.ClientCredentials
-	return &instance{cfg: cfg, db: db, log: log, dir: org.New(log), keys: km, mandates: ms, provider: prov, auditors: auditors, logger: logger}, nil
+	return &instance{cfg: cfg, db: db, log: log, dir: org.New(log), keys: km, mandates: ms, provider: prov, auditors: auditors,
+		witnessing: ws, logger: logger}, nil
+}
+
+// witnessConfig reads the witnesses of the configuration.
+func witnessConfig(cfg config.Config, logger *slog.Logger) (witness.Config, error) {
+	wc := witness.Config{Quorum: cfg.Audit.WitnessQuorum, Interval: cfg.Audit.WitnessInterval.D(),
+		StateFile: cfg.Audit.StateFile(cfg.Database), Logger: logger}
+	for i, w := range cfg.Audit.Witnesses {
+		v, err := witness.ParseVerifierKey(w.Key)
+		if err != nil {
+			return wc, fmt.Errorf("audit.witness[%d].key: %w", i, err)
+		}
+		wc.Witnesses = append(wc.Witnesses, witness.Endpoint{URL: w.URL, Verifier: v, Dev: cfg.Dev && v.Name() == witness.DevWitnessName})
+	}
+	return wc, nil
 }
 
 func (i *instance) Close() {

@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -22,9 +21,6 @@ import (
 	"aidants/auditor"
 	"aidants/devidp"
 	"aidants/internal/dbfault"
-	"aidants/keys"
-	"aidants/mandate"
-	"aidants/org"
 	"aidants/provider"
 	"aidants/store"
 	"aidants/store/storetest"
@@ -49,25 +45,11 @@ func startBreakable(t *testing.T, d store.Dialect) (*testServer, *instance, *dbf
 	logs := &syncBuffer{}
 	logger := newLogger(cfg, logs)
 	// What open() does, on the breakable database.
-	l, err := audit.Open(ctx, db.DB, audit.Options{SigningKey: cfg.Audit.SigningKey, Logger: logger})
+	in, err := assemble(ctx, cfg, db.DB, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret, _ := base64.StdEncoding.DecodeString(cfg.Keys.EncryptionSecret)
-	km, err := keys.Open(ctx, l, secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms := mandate.New(mandate.Config{Issuer: cfg.Server.PublicURL, ConsentLinkTTL: cfg.Mandate.ConsentLinkTTL.D()}, l, km)
-	pairwise, _ := base64.StdEncoding.DecodeString(cfg.Provider.PairwiseSecret)
-	prov, err := provider.New(provider.Config{Issuer: cfg.Server.PublicURL, PairwiseSecret: pairwise,
-		AccessTokenTTL: cfg.Provider.AccessTokenTTL.D(), IDTokenTTL: cfg.Provider.IDTokenTTL.D(), Logger: logger}, l, km, ms)
-	if err != nil {
-		t.Fatal(err)
-	}
-	auditors := auditor.New(db.DB, l, km, prov, nil)
-	prov.ClientCredentials = auditors.ClientCredentials
-	in := &instance{cfg: cfg, db: db.DB, log: l, dir: org.New(l), keys: km, mandates: ms, provider: prov, auditors: auditors, logger: logger}
+	l := in.log
 	handler, err := wire(ctx, in, &envFlags{dev: true, data: dir}, "")
 	if err != nil {
 		t.Fatal(err)

@@ -65,13 +65,14 @@ client_secret = "s"
 [audit]
 origin = "two.aidants.invalid/audit"
 signing_key_file = %q
+witness_state_file = %q
 [keys]
 encryption_secret = %q
 [provider]
 pairwise_secret = %q
 [log]
 level = "warn"
-`, addr, addr, dsn, secret, idp.URL+"/idp", keyFile, secret, secret)), 0o600)
+`, addr, addr, dsn, secret, idp.URL+"/idp", keyFile, filepath.Join(dir, strings.ReplaceAll(addr, ":", "_")+".witness-state"), secret, secret)), 0o600)
 		return path
 	}
 	cfg1, cfg2 := config(addrs[0]), config(addrs[1])
