@@ -61,11 +61,11 @@ func Origins(ctx context.Context, db *store.DB) ([]Origin, error) {
 // configured one as the first when the log has none yet. It is part of
 // opening the log, like a migration: it runs before any event.
 func registerOrigin(ctx context.Context, db *store.DB, name, vkey string) (*Origin, error) {
-	os, err := Origins(ctx, db)
+	origins, err := Origins(ctx, db)
 	if err != nil {
 		return nil, err
 	}
-	if len(os) == 0 {
+	if len(origins) == 0 {
 		tx, err := db.W.BeginTxx(ctx, nil)
 		if err != nil {
 			return nil, fmt.Errorf("audit: register origin: %w", err)
@@ -81,11 +81,11 @@ func registerOrigin(ctx context.Context, db *store.DB, name, vkey string) (*Orig
 		if err := tx.Commit(); err != nil {
 			return nil, fmt.Errorf("audit: register origin: %w", err)
 		}
-		if os, err = Origins(ctx, db); err != nil {
+		if origins, err = Origins(ctx, db); err != nil {
 			return nil, err
 		}
 	}
-	cur := os[len(os)-1]
+	cur := origins[len(origins)-1]
 	if cur.Name != name {
 		return nil, &OriginMismatchError{Current: cur.Name, Configured: name}
 	}
@@ -96,10 +96,10 @@ func registerOrigin(ctx context.Context, db *store.DB, name, vkey string) (*Orig
 }
 
 // originOf returns the origin holding global position idx.
-func originOf(os []Origin, idx int64) (*Origin, error) {
-	for i := len(os) - 1; i >= 0; i-- {
-		if idx >= os[i].Start {
-			return &os[i], nil
+func originOf(origins []Origin, idx int64) (*Origin, error) {
+	for i := len(origins) - 1; i >= 0; i-- {
+		if idx >= origins[i].Start {
+			return &origins[i], nil
 		}
 	}
 	return nil, fmt.Errorf("audit: no origin holds position %d", idx)
@@ -217,11 +217,11 @@ func (l *Log) Locate(ctx context.Context, idx int64) (origin string, leaf int64,
 	if idx >= l.cur.Start {
 		return l.cur.Name, idx - l.cur.Start, nil
 	}
-	os, err := Origins(ctx, l.db)
+	origins, err := Origins(ctx, l.db)
 	if err != nil {
 		return "", 0, err
 	}
-	o, err := originOf(os, idx)
+	o, err := originOf(origins, idx)
 	if err != nil {
 		return "", 0, err
 	}

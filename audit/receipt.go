@@ -48,11 +48,11 @@ func (l *Log) ReceiptFor(ctx context.Context, index int64, usagerID string) (*Re
 	if err != nil {
 		return nil, err
 	}
-	os, err := Origins(ctx, l.db)
+	origins, err := Origins(ctx, l.db)
 	if err != nil {
 		return nil, err
 	}
-	o, err := originOf(os, index)
+	o, err := originOf(origins, index)
 	if err != nil {
 		return nil, err
 	}

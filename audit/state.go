@@ -83,12 +83,12 @@ func (l *Log) CheckState(ctx context.Context, kept []byte, source string) error 
 	if err != nil {
 		return &RollbackError{fmt.Sprintf("the witness state file %s cannot be read (%v): restore it from the witnesses' latest cosigned checkpoint, or remove it to trust the database once", source, err)}
 	}
-	os, err := Origins(ctx, l.db)
+	origins, err := Origins(ctx, l.db)
 	if err != nil {
 		return err
 	}
 	k := -1
-	for i, o := range os {
+	for i, o := range origins {
 		if o.Name == cp.Origin {
 			k = i
 		}
@@ -96,12 +96,12 @@ func (l *Log) CheckState(ctx context.Context, kept []byte, source string) error 
 	if k < 0 {
 		return &RollbackError{fmt.Sprintf("the witness state file %s holds a checkpoint of origin %q, which this database never had: it is another instance's database or file", source, cp.Origin)}
 	}
-	o := os[k]
+	o := origins[k]
 	if cp, err = ParseCheckpoint(kept, o.VKey); err != nil {
 		return &RollbackError{fmt.Sprintf("the checkpoint in the witness state file %s does not verify with the key of origin %q: %v", source, o.Name, err)}
 	}
-	if k < len(os)-1 {
-		return l.checkRecorded(ctx, os[k], os[k+1], cp, source)
+	if k < len(origins)-1 {
+		return l.checkRecorded(ctx, origins[k], origins[k+1], cp, source)
 	}
 	var size int64
 	if err := l.db.R.GetContext(ctx, &size, `SELECT size FROM audit_head WHERE id = 1`); err != nil {

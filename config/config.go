@@ -386,7 +386,7 @@ func (c *Config) Validate() error {
 		if wu, err := url.Parse(w.URL); w.URL == "" || err != nil || wu.Host == "" || (wu.Scheme != "https" && wu.Scheme != "http") {
 			bad("audit.witness[%d].url %q is not an absolute http(s) URL", i, w.URL)
 		}
-		if parts := strings.Split(w.Key, "+"); len(parts) != 3 || parts[0] == "" || len(parts[1]) != 8 || parts[2] == "" {
+		if parts := strings.SplitN(w.Key, "+", 3); len(parts) != 3 || parts[0] == "" || len(parts[1]) != 8 || parts[2] == "" {
 			bad("audit.witness[%d].key must be a cosignature verifier key <name>+<hex8>+<base64>", i)
 		} else if seen[parts[0]] {
 			bad("audit.witness[%d].key: witness %q is listed twice", i, parts[0])

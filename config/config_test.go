@@ -178,7 +178,7 @@ url = "witness.example"
 key = "not a key"
 [[audit.witness]]
 url = "https://w2.example"
-key = "w2.example+01020304+BAAA"
+key = "w2.example+01020304+BA+A"
 [[audit.witness]]
 url = "https://w3.example"
 key = "w2.example+05060708+BAAA"

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"aidants/audit"
+	"aidants/witness"
 )
 
 // apiError is an error of a machine interface: a status and a short
@@ -75,7 +76,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 }
 
-func newMetrics(reg *prometheus.Registry, log *audit.Log) *metrics {
+func newMetrics(reg *prometheus.Registry, log *audit.Log, ws *witness.Service) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aidants_http_requests_total", Help: "HTTP requests by route and status."}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "aidants_http_request_duration_seconds", Help: "HTTP request latency by route.",
@@ -92,6 +93,9 @@ func newMetrics(reg *prometheus.Registry, log *audit.Log) *metrics {
 			return float64(st.UnitNanos.Load()+st.AppendNanos.Load()) / 1e9
 		}),
 	)
+	if ws != nil {
+		ws.Register(reg)
+	}
 	return m
 }
 
@@ -100,15 +104,62 @@ func (m *metrics) observe(route string, status int, d time.Duration) {
 	m.duration.WithLabelValues(route).Observe(d.Seconds())
 }
 
-// auditCheckpoint serves the latest signed checkpoint (C2SP
-// tlog-checkpoint text).
+// auditCheckpoint serves the newest checkpoint that reached the witness
+// quorum, with its cosignatures (C2SP tlog-checkpoint and
+// tlog-cosignature), or the newest signed one when there are no witnesses.
 func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request) error {
+	if s.witnessing == nil {
+		return s.auditLatestCheckpoint(w, r)
+	}
+	served, err := s.witnessing.Served(r.Context())
+	if errors.Is(err, witness.ErrNotYetWitnessed) {
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(s.witnessing.Config().Interval.Seconds()))))
+		return &apiError{http.StatusServiceUnavailable, "no checkpoint has been cosigned by the witness quorum yet; the newest signed one is at /audit/checkpoint/latest"}
+	}
+	if err != nil {
+		return err
+	}
+	return writeNote(w, served.Note)
+}
+
+// auditLatestCheckpoint serves the newest signed checkpoint, witnessed or
+// not.
+func (s *Server) auditLatestCheckpoint(w http.ResponseWriter, r *http.Request) error {
 	cp, err := s.log.Latest(r.Context())
 	if err != nil {
 		return err
 	}
+	return writeNote(w, cp.Note)
+}
+
+func writeNote(w http.ResponseWriter, note []byte) error {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, err = w.Write(cp.Note)
+	w.Header().Set("Cache-Control", "no-cache")
+	_, err := w.Write(note)
+	return err
+}
+
+// auditTile serves the log as C2SP tlog-tiles: a full tile never changes
+// and is cacheable for ever; a partial one is replaced as the log grows.
+func (s *Server) auditTile(w http.ResponseWriter, r *http.Request) error {
+	t, err := audit.ParseTilePath("tile/" + r.PathValue("path"))
+	if err != nil {
+		return &apiError{http.StatusNotFound, "no such tile"}
+	}
+	data, err := s.log.Tile(r.Context(), t)
+	if errors.Is(err, audit.ErrNoTile) || errors.Is(err, audit.ErrEmpty) {
+		return &apiError{http.StatusNotFound, "no such tile"}
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if t.W == audit.TileWidth {
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		w.Header().Set("Cache-Control", "public, max-age=2")
+	}
+	_, err = w.Write(data)
 	return err
 }
 
@@ -175,20 +226,58 @@ type journalPage struct {
 	Size       int64
 	Key        string
 	Origin     string
+	// Witnessed is the newest checkpoint the witnesses cosigned.
+	Witnessed     bool
+	WitnessedAge  time.Duration
+	Pending       int64    // newer events waiting for the witnesses
+	Witnesses     []string // the configured witnesses
+	CosignedBy    []string
+	Quorum        int
+	NotYetWitness bool
+	PublicURL     string
 }
 
-// publicJournal explains, to anyone, how to check the journal.
+// publicJournal explains, to anyone, how to check the journal, and shows
+// its newest witnessed checkpoint, by whom and how long ago.
 func (s *Server) publicJournal(w http.ResponseWriter, r *http.Request) error {
-	p := &journalPage{Page: s.base(r), Key: s.log.VerifierKey(), Origin: s.log.Origin()}
-	cp, err := s.log.Latest(r.Context())
-	switch {
-	case err == nil:
-		p.Checkpoint, p.Size = string(cp.Note), cp.Size
-	case !errors.Is(err, audit.ErrEmpty):
-		return err
+	p := &journalPage{Page: s.base(r), Key: s.log.VerifierKey(), Origin: s.log.Origin(), PublicURL: s.opts.PublicURL}
+	if s.witnessing != nil {
+		p.Witnesses, p.Quorum = s.witnessing.Names(), s.witnessing.Config().Quorum
+	}
+	if s.witnessing != nil && p.Quorum > 0 {
+		served, err := s.witnessing.Served(r.Context())
+		switch {
+		case err == nil:
+			p.Checkpoint, p.Size, p.Witnessed = string(served.Note), served.Size, true
+			p.WitnessedAge = s.now().Sub(served.At)
+			p.Pending = served.Latest - served.Size
+			for _, c := range served.Witnesses {
+				p.CosignedBy = append(p.CosignedBy, witnessLabel(c.Name))
+			}
+		case errors.Is(err, witness.ErrNotYetWitnessed):
+			p.NotYetWitness = true
+		case !errors.Is(err, audit.ErrEmpty):
+			return err
+		}
+	} else {
+		cp, err := s.log.Latest(r.Context())
+		switch {
+		case err == nil:
+			p.Checkpoint, p.Size = string(cp.Note), cp.Size
+		case !errors.Is(err, audit.ErrEmpty):
+			return err
+		}
 	}
 	s.render(w, r, http.StatusOK, "journal-public", p)
 	return nil
+}
+
+// witnessLabel names a witness for people.
+func witnessLabel(name string) string {
+	if name == witness.DevWitnessName {
+		return "témoin de développement (" + name + ")"
+	}
+	return name
 }
 
 // jwks publishes every signing key in use (mandates, ID and access

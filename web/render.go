@@ -145,6 +145,28 @@ var funcs = template.FuncMap{
 	"status":       func(s string) string { return statusLabels[s] },
 	"draftStatus":  func(s string) string { return draftLabels[s] },
 	"verifyStatus": func(s string) string { return verifyLabels[s] },
+	"age":          frAge,
+}
+
+// frAge writes a duration as people say it: "moins d'une minute",
+// "3 minutes", "2 heures", "5 jours".
+func frAge(d time.Duration) string {
+	plural := func(n int, one, many string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return fmt.Sprintf("%d %s", n, many)
+	}
+	switch {
+	case d < time.Minute:
+		return "moins d'une minute"
+	case d < time.Hour:
+		return plural(int(d/time.Minute), "minute", "minutes")
+	case d < 48*time.Hour:
+		return plural(int(d/time.Hour), "heure", "heures")
+	default:
+		return plural(int(d/(24*time.Hour)), "jour", "jours")
+	}
 }
 
 var statusLabels = map[string]string{mandate.Active: "Actif", mandate.Expired: "Échu", mandate.Revoked: "Révoqué"}

@@ -25,6 +25,7 @@ import (
 	"aidants/org"
 	"aidants/provider"
 	"aidants/templates"
+	"aidants/witness"
 )
 
 // Options configures the server.
@@ -57,6 +58,8 @@ type Deps struct {
 	// ServiceName names a public service for people (nil: "un service en
 	// ligne").
 	ServiceName func(ctx context.Context, id string) string
+	// Witnessing says which checkpoint the witnesses cosigned.
+	Witnessing *witness.Service
 }
 
 // Server serves the service.
@@ -71,6 +74,7 @@ type Server struct {
 	provider    *provider.Provider
 	auditEvents http.HandlerFunc
 	services    func(ctx context.Context, id string) string
+	witnessing  *witness.Service
 
 	browser *http.ServeMux
 	api     *http.ServeMux
@@ -95,11 +99,11 @@ func New(opts Options, d Deps) (*Server, error) {
 	}
 	s := &Server{
 		opts: opts, pages: pages, auth: d.Auth, log: d.Log, dir: d.Dir, mandates: d.Mandates, keys: d.Keys, provider: d.Provider, services: d.ServiceName,
-		auditEvents: d.AuditEvents,
+		auditEvents: d.AuditEvents, witnessing: d.Witnessing,
 		browser:     http.NewServeMux(), api: http.NewServeMux(), root: http.NewServeMux(),
 		logger: opts.Logger,
 	}
-	s.metrics = newMetrics(opts.Registry, d.Log)
+	s.metrics = newMetrics(opts.Registry, d.Log, d.Witnessing)
 	s.csp = contentSecurityPolicy(opts.FormActions)
 	s.routes()
 	return s, nil
@@ -180,6 +184,8 @@ func (s *Server) routes() {
 	a.Handle("GET /metrics", s.apiHandler(s.serveMetrics))
 	a.Handle("GET /oidc/jwks", s.apiHandler(s.jwks))
 	a.Handle("GET /audit/checkpoint", s.apiHandler(s.auditCheckpoint))
+	a.Handle("GET /audit/checkpoint/latest", s.apiHandler(s.auditLatestCheckpoint))
+	a.Handle("GET /audit/tile/{path...}", s.apiHandler(s.auditTile))
 	a.Handle("GET /audit/key", s.apiHandler(s.auditKey))
 	a.Handle("GET /audit/proof/inclusion", s.apiHandler(s.auditInclusion))
 	a.Handle("GET /audit/proof/consistency", s.apiHandler(s.auditConsistency))

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -65,7 +66,8 @@ type Service struct {
 
 	leader *sql.Conn // PostgreSQL: the connection holding the lock
 
-	stats Stats
+	keptAt atomic.Int64 // Unix ms of the last keep, for the metrics
+	stats  Stats
 }
 
 // Stats counts what the service did since the process started.
@@ -74,9 +76,6 @@ type Stats struct {
 	Witnessed atomic.Int64 // checkpoints that reached the quorum
 	// Per witness, in Config order.
 	Cosigned, Refused, Failed []atomic.Int64
-	// Delays from a checkpoint's signature to its witnessing, for the
-	// benchmark (the newest only).
-	LastDelay atomic.Int64
 }
 
 // advisoryLock is the PostgreSQL lock of the instance that submits.
@@ -272,6 +271,7 @@ func (s *Service) keep(size int64, msg []byte) error {
 		}
 	}
 	s.state = size
+	s.keptAt.Store(time.Now().UnixMilli())
 	return nil
 }
 
@@ -463,4 +463,33 @@ func (s *Service) Verifiers() []note.Verifier {
 		out[i] = v
 	}
 	return out
+}
+
+// Register adds the service's metrics to reg: per witness, the
+// checkpoints it cosigned, refused (a fork, a bad signature: the log is
+// in question) and could not be asked; and the size and age of the newest
+// witnessed checkpoint.
+func (s *Service) Register(reg *prometheus.Registry) {
+	for i, w := range s.cfg.Witnesses {
+		labels := prometheus.Labels{"witness": w.Verifier.Name()}
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_witness_cosigned_total", Help: "Checkpoints a witness cosigned.", ConstLabels: labels},
+				func() float64 { return float64(s.stats.Cosigned[i].Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_witness_refused_total", Help: "Checkpoints a witness refused (a fork, a bad signature, an unknown log).", ConstLabels: labels},
+				func() float64 { return float64(s.stats.Refused[i].Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_witness_failed_total", Help: "Checkpoints that could not be sent to a witness (unreachable, busy).", ConstLabels: labels},
+				func() float64 { return float64(s.stats.Failed[i].Load()) }),
+		)
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aidants_witness_checkpoint_size", Help: "Events covered by the newest checkpoint kept in the witness state file."},
+			func() float64 { return float64(s.stateSize()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aidants_witness_checkpoint_age_seconds", Help: "Seconds since the newest checkpoint was witnessed by this instance (0 before the first)."},
+			func() float64 {
+				if at := s.keptAt.Load(); at > 0 {
+					return time.Since(time.UnixMilli(at)).Seconds()
+				}
+				return 0
+			}),
+	)
 }

@@ -28,8 +28,10 @@ func fetch(t *testing.T, u string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-// thirdPartyCheckpoint verifies the served checkpoint with the served key,
-// using only golang.org/x/mod/sumdb/note, as an outside verifier would.
+// thirdPartyCheckpoint verifies the newest signed checkpoint with the
+// served key, using only golang.org/x/mod/sumdb/note, as an outside
+// verifier would. (/audit/checkpoint serves the newest witnessed one,
+// which may lag behind by the witnessing interval.)
 func thirdPartyCheckpoint(t *testing.T, base string) (size int64, root tlog.Hash, raw []byte) {
 	t.Helper()
 	_, key := fetch(t, base+"/audit/key")
@@ -37,7 +39,7 @@ func thirdPartyCheckpoint(t *testing.T, base string) (size int64, root tlog.Hash
 	if err != nil {
 		t.Fatalf("/audit/key %q: %v", key, err)
 	}
-	_, raw = fetch(t, base+"/audit/checkpoint")
+	_, raw = fetch(t, base+"/audit/checkpoint/latest")
 	n, err := note.Open(raw, note.VerifierList(v))
 	if err != nil {
 		t.Fatalf("checkpoint does not verify with the published key: %v\n%s", err, raw)

@@ -234,9 +234,17 @@ func TestBrowserPersonSpace(t *testing.T) {
 	if err != nil || !href.Exists {
 		t.Fatalf("no receipt link: %v", err)
 	}
-	receipt, err := chromedp.Run(ctx, chromedp.Evaluate[string](`fetch("`+href.Value+`").then(r => r.text())`, chromedp.EvalAwaitPromise))
-	if err != nil {
-		t.Fatal(err)
+	// The receipt, as the person's browser downloads it, once its
+	// checkpoint is cosigned by the development witness.
+	var receipt string
+	for range 100 {
+		if receipt, err = chromedp.Run(ctx, chromedp.Evaluate[string](`fetch("`+href.Value+`").then(r => r.text())`, chromedp.EvalAwaitPromise)); err != nil {
+			t.Fatal(err)
+		}
+		if witnessedTrue.MatchString(receipt) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	file := filepath.Join(t.TempDir(), "recu.json")
 	os.WriteFile(file, []byte(receipt), 0o600)

@@ -10,7 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"aidants/audit"
+	"aidants/monitor"
+	"aidants/store"
+	"aidants/witness"
 )
 
 func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -35,8 +40,21 @@ func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 			return fmt.Errorf("audit verify: %s: %w", *cpFile, err)
 		}
 	}
+	olds := []*audit.Checkpoint{}
+	if old != nil {
+		olds = append(olds, old)
+	}
+	// The checkpoint the witnesses cosigned, kept outside the database.
+	statePath := in.cfg.Audit.StateFile(in.cfg.Database)
+	kept, err := keptCheckpoint(ctx, in, statePath)
+	if err != nil {
+		return fmt.Errorf("audit verify: %w", err)
+	}
+	if kept != nil {
+		olds = append(olds, kept)
+	}
 	start := time.Now()
-	res, err := audit.Verify(ctx, in.db, in.log.VerifierKey(), old)
+	res, err := audit.VerifyLog(ctx, in.db, in.log.VerifierKey(), olds...)
 	var te *audit.TamperError
 	if errors.As(err, &te) {
 		return fmt.Errorf("audit verify: FAILED at index %d: %s", te.Index, te.Msg)
@@ -48,28 +66,77 @@ func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	if old != nil {
 		extra = fmt.Sprintf(", extends the checkpoint of size %d", old.Size)
 	}
-	fmt.Fprintf(stdout, "audit verify: OK: %d events, root %s, %d checkpoints match%s (%s)\n",
-		res.Size, base64.StdEncoding.EncodeToString(res.Root[:]), res.Checkpoints, extra, time.Since(start).Round(time.Millisecond))
+	if kept != nil {
+		extra += fmt.Sprintf(", reaches the witnessed checkpoint of size %d kept in %s", kept.Size, statePath)
+	}
+	origins := ""
+	if res.Origins > 1 {
+		origins = fmt.Sprintf(" across %d origins", res.Origins)
+	}
+	fmt.Fprintf(stdout, "audit verify: OK: %d events%s, every column matches its event, root %s, %d checkpoints and %d witnessed checkpoints match%s (%s)\n",
+		res.Size, origins, base64.StdEncoding.EncodeToString(res.Root[:]), res.Checkpoints, res.Witnessed, extra, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
+// keptCheckpoint reads the witness state file's checkpoint and verifies it
+// with the key of the origin it names (nil when there is no such file).
+func keptCheckpoint(ctx context.Context, in *instance, path string) (*audit.Checkpoint, error) {
+	kept, err := audit.ReadStateFile(path)
+	if err != nil || kept == nil {
+		return nil, err
+	}
+	name, _, _ := strings.Cut(string(kept), "\n")
+	origins, err := audit.Origins(ctx, in.db)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range origins {
+		if o.Name == name {
+			cp, err := audit.ParseCheckpoint(kept, o.VKey)
+			if err != nil {
+				return nil, fmt.Errorf("the witness state file %s: %w", path, err)
+			}
+			return cp, nil
+		}
+	}
+	return nil, fmt.Errorf("the witness state file %s holds a checkpoint of origin %q, which this database never had", path, name)
+}
+
 func cmdAuditCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	in, err := openPlain(ctx, "audit checkpoint", args, stderr)
+	f := newFlags("audit checkpoint")
+	env := addEnvFlags(f)
+	latest := f.Bool("latest", false, "the newest signed checkpoint, witnessed or not")
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	in, err := openFromFlags(ctx, env, stderr)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	cp, err := in.log.Latest(ctx)
+	if *latest {
+		cp, err := in.log.Latest(ctx)
+		if err != nil {
+			return fmt.Errorf("audit checkpoint: %w", err)
+		}
+		_, err = stdout.Write(cp.Note)
+		return err
+	}
+	served, err := in.witnessing.Served(ctx)
+	if errors.Is(err, witness.ErrNotYetWitnessed) {
+		return fmt.Errorf("audit checkpoint: no checkpoint has reached the witness quorum yet (--latest prints the newest signed one)")
+	}
 	if err != nil {
 		return fmt.Errorf("audit checkpoint: %w", err)
 	}
-	_, err = stdout.Write(cp.Note)
+	_, err = stdout.Write(served.Note)
 	return err
 }
 
 func cmdAuditKeygen(_ context.Context, args []string, stdout, _ io.Writer) error {
 	f := newFlags("audit keygen")
 	origin := f.String("origin", "", "the log's origin, e.g. aidants.example.fr/audit")
+	out := f.String("out", "", "write the signing key to FILE (mode 0600) and print the public key")
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
@@ -84,6 +151,21 @@ func cmdAuditKeygen(_ context.Context, args []string, stdout, _ io.Writer) error
 	if err != nil {
 		return err
 	}
+	if *out != "" {
+		file, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("audit keygen: %w", err)
+		}
+		if _, err := file.WriteString(skey + "\n"); err != nil {
+			file.Close()
+			return fmt.Errorf("audit keygen: %w", err)
+		}
+		if err := file.Close(); err != nil {
+			return fmt.Errorf("audit keygen: %w", err)
+		}
+		fmt.Fprintf(stdout, "audit keygen: the signing key of %s is in %s (keep it secret: audit.signing_key_file).\nPublic verifier key, served at /audit/key:\n%s\n", *origin, *out, vkey)
+		return nil
+	}
 	fmt.Fprintf(stdout, "# Keep the first line secret (audit.signing_key_file or AIDANTS_AUDIT_SIGNING_KEY).\n%s\n# Public verifier key, served at /audit/key:\n# %s\n", skey, vkey)
 	return nil
 }
@@ -97,6 +179,9 @@ func cmdAuditVerifyReceipt(ctx context.Context, args []string, stdout, stderr io
 	f := newFlags("audit verify-receipt")
 	env := addEnvFlags(f)
 	key := f.String("key", "", "the log's public key (<name>+<hash>+<base64>), from a source you trust; default: this instance's")
+	var witnesses stringList
+	f.Var(&witnesses, "witness", "a witness's cosignature verifier key, from a source you trust (repeat for each); default: the configuration's")
+	quorum := f.Int("quorum", -1, "how many of the witnesses must have cosigned (default: all those given, or the configuration's quorum)")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -117,28 +202,171 @@ func cmdAuditVerifyReceipt(ctx context.Context, args []string, stdout, stderr io
 	if err != nil {
 		return fmt.Errorf("audit verify-receipt: %w", err)
 	}
-	vkey := *key
-	if vkey == "" {
-		// The instance's own key, from its configuration: no database,
-		// no network.
+	vkey, q := *key, *quorum
+	var vs []note.Verifier
+	for _, w := range witnesses {
+		v, err := witness.ParseVerifierKey(w)
+		if err != nil {
+			return usagef("audit verify-receipt: --witness %q: %v", w, err)
+		}
+		vs = append(vs, v)
+	}
+	if q < 0 {
+		q = len(vs)
+	}
+	// The instance's own key and witnesses, from its configuration: no
+	// database, no network. Never the receipt's own list.
+	if vkey == "" || (len(vs) == 0 && (env.config != "" || env.dev)) {
 		cfg, err := env.load("")
 		if err != nil {
 			return err
 		}
-		if vkey, err = audit.VerifierKey(cfg.Audit.SigningKey); err != nil {
-			return err
+		if vkey == "" {
+			if vkey, err = audit.VerifierKey(cfg.Audit.SigningKey); err != nil {
+				return err
+			}
+		}
+		if len(vs) == 0 {
+			wc, err := witnessConfig(cfg, nil)
+			if err != nil {
+				return err
+			}
+			for _, w := range wc.Witnesses {
+				vs = append(vs, w.Verifier)
+			}
+			if *quorum < 0 {
+				q = cfg.Audit.WitnessQuorum
+			}
 		}
 	}
-	check, err := audit.VerifyReceipt(data, vkey, nil, 0)
+	if q > len(vs) {
+		return usagef("audit verify-receipt: --quorum %d needs as many witness keys (%d given)", q, len(vs))
+	}
+	check, err := audit.VerifyReceipt(data, vkey, vs, q)
 	var re *audit.ReceiptError
 	if errors.As(err, &re) {
 		fmt.Fprintf(stdout, "invalid: %s\n", re.Msg)
 		return errInvalidReceipt{re.Msg}
 	}
+	if errors.Is(err, audit.ErrReceiptNotWitnessed) {
+		msg := fmt.Sprintf("not yet witnessed: the event is in the log signed by %s, but the receipt's checkpoint is cosigned by %d of the %d witnesses required; download the receipt again later",
+			strings.SplitN(vkey, "+", 2)[0], len(check.Witnesses), q)
+		fmt.Fprintln(stdout, msg)
+		return errInvalidReceipt{msg}
+	}
 	if err != nil {
 		return fmt.Errorf("audit verify-receipt: %w", err)
 	}
 	ev := check.Event
-	fmt.Fprintf(stdout, "valid: event %s of %s is in the log signed by %s\n", ev.Type, ev.Time.UTC().Format(time.RFC3339), strings.SplitN(vkey, "+", 2)[0])
+	cosigned := "no witness asked"
+	if q > 0 {
+		cosigned = fmt.Sprintf("cosigned by %s (%d required)", strings.Join(check.Witnesses, ", "), q)
+	}
+	fmt.Fprintf(stdout, "valid: event %s of %s is in the log signed by %s, %s\n", ev.Type, ev.Time.UTC().Format(time.RFC3339), strings.SplitN(vkey, "+", 2)[0], cosigned)
+	return nil
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+func cmdAuditMonitor(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	f := newFlags("audit monitor")
+	base := f.String("url", "", "the instance's public URL (/audit/ is appended)")
+	keyFile := f.String("key", "", "a file holding the log's verifier key, as /audit/key serves it")
+	var witnesses stringList
+	f.Var(&witnesses, "witness", "a witness's cosignature verifier key (repeat for each)")
+	quorum := f.Int("quorum", -1, "how many of the witnesses must have cosigned (default: all of them)")
+	state := f.String("state", "", "a file keeping the last checkpoint seen, between runs")
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	if err := f.required("url", "key", "state"); err != nil {
+		return err
+	}
+	key, err := os.ReadFile(*keyFile)
+	if err != nil {
+		return fmt.Errorf("audit monitor: %w", err)
+	}
+	kept, err := audit.ReadStateFile(*state)
+	if err != nil {
+		return fmt.Errorf("audit monitor: %w", err)
+	}
+	q := *quorum
+	if q < 0 {
+		q = len(witnesses)
+	}
+	res, err := monitor.Check(ctx, monitor.Options{BaseURL: *base, Key: string(key), Witnesses: witnesses, Quorum: q, State: kept})
+	if monitor.IsProblem(err) {
+		return fmt.Errorf("audit monitor: FAILED: %w", err)
+	}
+	if err != nil {
+		return fmt.Errorf("audit monitor: %w", err)
+	}
+	if err := audit.WriteStateFile(*state, res.Note); err != nil {
+		return fmt.Errorf("audit monitor: %w", err)
+	}
+	fmt.Fprintln(stdout, res.Line())
+	return nil
+}
+
+func cmdAuditNewOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("audit new-origin")
+	env := addEnvFlags(f)
+	reason := f.String("reason", "", "one line saying why (kept in the journal)")
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	if err := f.required("reason"); err != nil {
+		return err
+	}
+	cfg, err := env.load("")
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.Database.Driver, cfg.Database.DSN, store.Options{MaxOpenConns: 2})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	origins, err := audit.Origins(ctx, db)
+	if err != nil {
+		return err
+	}
+	if len(origins) == 0 {
+		return fmt.Errorf("audit new-origin: the journal is empty: nothing to continue")
+	}
+	cur := origins[len(origins)-1]
+	if cur.Name == cfg.Audit.Origin {
+		return fmt.Errorf("audit new-origin: the configured origin %q is already the journal's: first make a key for a new origin (aidants audit keygen --origin NEW --out FILE) and configure it (audit.origin, audit.signing_key_file)", cur.Name)
+	}
+	statePath := cfg.Audit.StateFile(cfg.Database)
+	prev := audit.Previous{Reason: *reason}
+	kept, err := audit.ReadStateFile(statePath)
+	if err != nil {
+		return err
+	}
+	if kept != nil {
+		if name, _, _ := strings.Cut(string(kept), "\n"); name == cur.Name {
+			if prev.Witnessed, err = audit.ParseCheckpoint(kept, cur.VKey); err != nil {
+				return fmt.Errorf("audit new-origin: the witness state file %s: %w", statePath, err)
+			}
+		}
+	}
+	cp, start, err := audit.StartOrigin(ctx, db, cfg.Audit.SigningKey, prev, time.Now())
+	if err != nil {
+		return fmt.Errorf("audit new-origin: %w", err)
+	}
+	lost := ""
+	if w := prev.Witnessed; w != nil {
+		lost = fmt.Sprintf("; its witnesses had cosigned %d events (%d lost, recorded in the first event)", w.Size, max(w.Size-(start-cur.Start), 0))
+	}
+	fmt.Fprintf(stdout, "audit new-origin: the journal goes on under %s from position %d; %s stops at %d events%s. Register %s and its key with each witness before starting the service (docs/OPERATIONS.md).\n",
+		cp.Origin, start, cur.Name, start-cur.Start, lost, cp.Origin)
 	return nil
 }

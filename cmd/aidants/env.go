@@ -1,7 +1,6 @@
 package main
 
 import (
-	"aidants/auditor"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -13,8 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"aidants/audit"
+	"aidants/auditor"
 	"aidants/config"
 	"aidants/keys"
 	"aidants/mandate"
@@ -155,6 +156,15 @@ func devConfig(dir, listen string) (config.Config, error) {
 	cfg.Keys.EncryptionSecret = s.KeysSecret
 	cfg.Provider.PairwiseSecret = s.PairwiseSecret
 	cfg.Audit.Origin, cfg.Audit.SigningKey = devOrigin, s.AuditSigningKey
+	cfg.Audit.WitnessStateFile = filepath.Join(dir, "witness-state")
+	// The built-in development witness (serve starts it and sets its URL).
+	wkey, err := devWitnessKey(dir)
+	if err != nil {
+		return cfg, fmt.Errorf("development witness: %w", err)
+	}
+	cfg.Audit.WitnessQuorum = 1
+	cfg.Audit.WitnessInterval = config.Duration(500 * time.Millisecond)
+	cfg.Audit.Witnesses = []config.Witness{{URL: "http://127.0.0.1:0", Key: wkey}}
 	cfg.AidantsProvider.Issuer = public + "/dev/aidants"
 	cfg.AidantsProvider.ClientID, cfg.AidantsProvider.ClientSecret = devAidantsClient, s.AidantsClientSecret
 	cfg.FranceConnect.Issuer = public + "/dev/franceconnect"

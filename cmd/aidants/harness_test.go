@@ -127,7 +127,12 @@ type testServer struct {
 	URL  string
 	Data string // development data directory (--dev)
 	Log  *syncBuffer
+	stop func()
 }
+
+// Stop shuts the server down now (it is stopped at the end of the test
+// otherwise).
+func (s *testServer) Stop() { s.stop() }
 
 var readyLine = regexp.MustCompile(`prêt sur (http://\S+)`)
 
@@ -171,21 +176,27 @@ func startServe(t *testing.T, dir string, args []string) *testServer {
 		cancel()
 		t.Fatalf("server did not start: %v\n%s", <-done, logs)
 	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("server stopped with %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("server stopped with %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("server did not stop")
 			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("server did not stop")
-		}
+		})
+	}
+	t.Cleanup(func() {
+		stop()
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs)
 		}
 	})
-	return &testServer{URL: u, Data: dir, Log: logs}
+	return &testServer{URL: u, Data: dir, Log: logs, stop: stop}
 }
 
 // browser is an HTTP client with cookies that follows redirects, like a

@@ -46,6 +46,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			ln.Close()
 			return err
 		}
+		// The built-in development witness, on a loopback port of its own
+		// so that the start-up probe reaches it before the site serves.
+		stop, err := startDevWitness(ctx, env.data, &cfg)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stop()
 	} else {
 		if cfg, err = env.load(*listen); err != nil {
 			return err
@@ -61,6 +69,25 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer in.Close()
+	// A journal behind what was published, or another history, is never
+	// appended to (SPEC §6.1): the operator restores a backup that reaches
+	// it, or starts a new origin.
+	if err := in.log.Refused(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := in.witnessing.Probe(ctx); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	wctx, stopWitnessing := context.WithCancel(context.WithoutCancel(ctx))
+	witnessingDone := make(chan struct{})
+	go func() {
+		defer close(witnessingDone)
+		in.witnessing.Run(wctx)
+	}()
+	defer func() {
+		stopWitnessing()
+		<-witnessingDone
+	}()
 
 	handler, err := wire(ctx, in, env, *metricsToken)
 	if err != nil {
@@ -130,7 +157,7 @@ func wire(ctx context.Context, in *instance, env *envFlags, metricsToken string)
 		FormActions:  []string{cfg.AidantsProvider.Issuer, cfg.FranceConnect.Issuer},
 		MetricsToken: metricsToken, Logger: in.logger, Registry: reg,
 	}, web.Deps{Auth: authSvc, Log: in.log, Dir: in.dir, Mandates: in.mandates, Keys: in.keys,
-		Provider: in.provider, ServiceName: in.provider.ServiceName, AuditEvents: in.auditors.Events})
+		Provider: in.provider, ServiceName: in.provider.ServiceName, AuditEvents: in.auditors.Events, Witnessing: in.witnessing})
 	if err != nil {
 		return nil, err
 	}

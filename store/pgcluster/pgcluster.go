@@ -157,3 +157,18 @@ func (c *Cluster) CreateDatabase(name string) (string, error) {
 	}
 	return c.DSN(name), nil
 }
+
+// CopyDatabase creates dst as a copy of src (CREATE DATABASE … TEMPLATE),
+// as a restored backup would be; nobody may be connected to src. It
+// returns dst's DSN.
+func (c *Cluster) CopyDatabase(src, dst string) (string, error) {
+	admin, err := sql.Open("pgx", c.DSN("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close()
+	if _, err := admin.Exec(`CREATE DATABASE ` + dst + ` TEMPLATE ` + src); err != nil {
+		return "", fmt.Errorf("copy database %s to %s: %w", src, dst, err)
+	}
+	return c.DSN(dst), nil
+}

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -122,4 +123,25 @@ func stopCluster() {
 	if theCluster != nil {
 		theCluster.Stop()
 	}
+}
+
+// PostgresCopy copies the database of dsn (made by PostgresDSN) into a
+// new one, as a backup taken now and restored later would be, and returns
+// the copy's DSN. Nobody may be connected to the original.
+func PostgresCopy(t testing.TB, dsn string) string {
+	t.Helper()
+	var src string
+	for _, f := range strings.Fields(dsn) {
+		if v, ok := strings.CutPrefix(f, "dbname="); ok {
+			src = v
+		}
+	}
+	if src == "" || theCluster == nil {
+		t.Fatalf("PostgresCopy: %q is not a database of the test cluster", dsn)
+	}
+	copied, err := theCluster.CopyDatabase(src, fmt.Sprintf("t%d_%d", os.Getpid(), dbCounter.Add(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return copied
 }
