@@ -100,7 +100,7 @@ func New(opts Options, d Deps) (*Server, error) {
 	s := &Server{
 		opts: opts, pages: pages, auth: d.Auth, log: d.Log, dir: d.Dir, mandates: d.Mandates, keys: d.Keys, provider: d.Provider, services: d.ServiceName,
 		auditEvents: d.AuditEvents, witnessing: d.Witnessing,
-		browser:     http.NewServeMux(), api: http.NewServeMux(), root: http.NewServeMux(),
+		browser: http.NewServeMux(), api: http.NewServeMux(), root: http.NewServeMux(),
 		logger: opts.Logger,
 	}
 	s.metrics = newMetrics(opts.Registry, d.Log, d.Witnessing)
