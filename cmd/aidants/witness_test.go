@@ -309,3 +309,281 @@ func mustLoad(t *testing.T, path string) config.Config {
 	}
 	return cfg
 }
+
+// clone is another instance of the same journal (same origin and key):
+// its own address, state file and, unless set, database.
+func (j *journalSetup) clone(d store.Dialect) *journalSetup {
+	c := *j
+	c.dir, c.listen = j.t.TempDir(), freeAddr(j.t)
+	c.stateFile = filepath.Join(c.dir, "witness-state")
+	c.driver, c.dsn = storetest.DSN(j.t, d)
+	return &c
+}
+
+// refusedServe runs serve, which must refuse to start, and returns its
+// one-line reason.
+func refusedServe(t *testing.T, j *journalSetup) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"serve", "--config", j.config()}, io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("serve started on a rolled-back journal")
+	}
+	if msg := oneLine(err); msg != err.Error() {
+		t.Fatalf("the reason is not one line: %q", err.Error())
+	}
+	return err.Error()
+}
+
+// TestOlderBackupRestoredIsRefused restores a backup older than what the
+// witnesses cosigned: serve exits with its one-line reason, every writing
+// command refuses, reads and verify still work; then the documented
+// recovery, a new origin whose first event records the old one's
+// witnessed checkpoint, brings the service back.
+func TestOlderBackupRestoredIsRefused(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			j := newJournalSetup(t, d, "restored.aidants.invalid/audit")
+			j.withWitnesses(1, 1)
+			j.addOrganisations(0, 2)
+			s := j.serve()
+			waitWitnessed(t, s, j, 1)
+			before, _, _ := thirdPartyCheckpoint(t, s.URL)
+			var backup string
+			if d == store.SQLite {
+				backup = filepath.Join(t.TempDir(), "sauvegarde.db")
+				j.cli().ok("backup", backup)
+			} else {
+				s.Stop()
+				backup = storetest.PostgresCopy(t, j.dsn)
+				s = j.serve()
+			}
+			j.addOrganisations(10, 3)
+			waitWitnessed(t, s, j, 1)
+			witnessed, _, _ := thirdPartyCheckpoint(t, s.URL)
+			s.Stop()
+
+			// The operator restores the backup.
+			if d == store.SQLite {
+				for _, suffix := range []string{"-wal", "-shm"} {
+					os.Remove(j.dsn + suffix)
+				}
+				b, err := os.ReadFile(backup)
+				if err != nil {
+					t.Fatal(err)
+				}
+				os.WriteFile(j.dsn, b, 0o600)
+			} else {
+				j.dsn = backup
+			}
+			why := refusedServe(t, j)
+			if !strings.Contains(why, fmt.Sprintf("stops at %d events", before)) || !strings.Contains(why, fmt.Sprintf("cosigned %d", witnessed)) ||
+				!strings.Contains(why, "aidants audit new-origin") {
+				t.Fatalf("serve's reason: %s", why)
+			}
+			c := j.cli()
+			if _, err := c.run("org", "add", "--name", "Après la restauration", "--siret", luhnSIRET(50)); err == nil || !strings.Contains(err.Error(), "Nothing will be written") {
+				t.Fatalf("a writing command on the restored journal: %v", err)
+			}
+			if out := c.ok("org", "list"); !strings.Contains(out, "Structure 1") {
+				t.Fatalf("reads: %s", out)
+			}
+			if _, err := c.run("audit", "verify"); err == nil || !strings.Contains(err.Error(), "truncated") {
+				t.Fatalf("audit verify on the restored journal: %v", err)
+			}
+			// Even without the state file, the witness remembers.
+			os.Rename(j.stateFile, j.stateFile+".moved")
+			if why := refusedServe(t, j); !strings.Contains(why, fmt.Sprintf("holds %d events", witnessed)) {
+				t.Fatalf("serve without the state file: %s", why)
+			}
+			os.Rename(j.stateFile+".moved", j.stateFile)
+
+			// Recovery: a new origin, registered with the witness.
+			old := j.origin
+			j.setKey("restored.aidants.invalid/audit/2")
+			out := j.cli().ok("audit", "new-origin", "--reason", "sauvegarde de la veille restaurée")
+			if !strings.Contains(out, fmt.Sprintf("its witnesses had cosigned %d events (%d lost", witnessed, witnessed-before)) {
+				t.Fatalf("new-origin: %s", out)
+			}
+			j.cli().ok("audit", "verify") // the old origin's witnessed checkpoint is recorded
+			j.witnesses[0].AddLog(t, j.origin, j.vkey)
+			s = j.serve()
+			j.addOrganisations(20, 1)
+			waitWitnessed(t, s, j, 1)
+			out = j.cli().ok("audit", "verify")
+			if !strings.Contains(out, "across 2 origins") || !strings.Contains(out, "reaches the witnessed checkpoint") {
+				t.Fatalf("audit verify after the new origin: %s", out)
+			}
+			if out := j.cli().ok("org", "list"); !strings.Contains(out, "Structure 1") || !strings.Contains(out, "Structure 20") {
+				t.Fatalf("both origins' data: %s", out)
+			}
+			in, err := open(context.Background(), mustLoad(t, j.config()), newLogger(mustLoad(t, j.config()), io.Discard))
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, err := in.log.At(context.Background(), before, "")
+			in.Close()
+			if err != nil || first.Event.Type != audit.AuditOriginStarted || first.Event.Detail["previous_origin"] != old ||
+				fmt.Sprint(first.Event.Detail["lost"]) != fmt.Sprint(witnessed-before) {
+				t.Fatalf("the new origin's first event: %v %+v", err, first)
+			}
+		})
+	}
+}
+
+// TestWitnessRefusingAForkIsLoggedAndReadsGoOn serves, under the same
+// origin and key, another history than the one the witness cosigned (the
+// state file lost with it): the witness refuses it, the instance logs and
+// counts the refusal, and keeps serving reads and writes.
+func TestWitnessRefusingAForkIsLoggedAndReadsGoOn(t *testing.T) {
+	j := newJournalSetup(t, store.SQLite, "forked.aidants.invalid/audit")
+	j.withWitnesses(1, 1)
+	j.addOrganisations(0, 2)
+	s := j.serve()
+	waitWitnessed(t, s, j, 1)
+	s.Stop()
+
+	fork := j.clone(store.SQLite)
+	fork.addOrganisations(100, 6) // more events than the witness holds, not the same ones
+	s = fork.serve()
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(s.Log.String(), "a witness refused the log's checkpoint") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refusal logged:\n%s", s.Log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, metrics := fetch(t, s.URL+"/metrics")
+	if !strings.Contains(string(metrics), `aidants_witness_refused_total{witness="witness-1.test.invalid"}`) ||
+		strings.Contains(string(metrics), `aidants_witness_refused_total{witness="witness-1.test.invalid"} 0`) {
+		t.Fatalf("the refusal is not counted:\n%s", metrics)
+	}
+	if st, _ := fetch(t, s.URL+"/audit/checkpoint"); st != http.StatusServiceUnavailable {
+		t.Fatalf("/audit/checkpoint of an unwitnessed fork: %d", st)
+	}
+	for _, p := range []string{"/audit/checkpoint/latest", "/journal-public", "/audit/tile/entries/000.p/3"} {
+		if st, body := fetch(t, s.URL+p); st != http.StatusOK {
+			t.Fatalf("%s: %d %s", p, st, body)
+		}
+	}
+	fork.addOrganisations(200, 1) // writes go on
+	if n := j.witnesses[0].TreeSize(t, j.origin); n >= 8 {
+		t.Fatalf("the witness took the fork: %d events", n)
+	}
+}
+
+// TestMonitorFailsOnForkShrinkResignatureAndBadTiles points the outside
+// monitor, after a run on the genuine journal, at instances serving a
+// shrunk copy, another history under the same key, the same origin signed
+// with another key, and tiles that do not hash to the tree: each fails,
+// naming the problem, and leaves the kept checkpoint alone.
+func TestMonitorFailsOnForkShrinkResignatureAndBadTiles(t *testing.T) {
+	j := newJournalSetup(t, store.SQLite, "monitored.aidants.invalid/audit")
+	j.addOrganisations(0, 3)
+	shrunk := filepath.Join(t.TempDir(), "older.db")
+	j.cli().ok("backup", shrunk)
+	j.addOrganisations(10, 3)
+	s := j.serve()
+	keyFile := filepath.Join(t.TempDir(), "aidants.vkey")
+	os.WriteFile(keyFile, []byte(j.vkey+"\n"), 0o644)
+	state := filepath.Join(t.TempDir(), "monitor-state")
+	mon := cli{t: t}
+	if out := mon.ok("audit", "monitor", "--url", s.URL, "--key", keyFile, "--state", state); !strings.Contains(out, "OK") {
+		t.Fatalf("healthy: %s", out)
+	}
+	kept, _ := os.ReadFile(state)
+	s.Stop()
+
+	older := j.clone(store.SQLite)
+	older.dsn = shrunk
+	forked := j.clone(store.SQLite)
+	forked.addOrganisations(100, 9)
+	resigned := j.clone(store.SQLite)
+	resigned.setKey(j.origin)
+	resigned.addOrganisations(0, 6)
+	badTiles := j.clone(store.SQLite)
+	{
+		b, _ := os.ReadFile(j.dsn)
+		os.WriteFile(badTiles.dsn, b, 0o600)
+		db, err := store.Open(context.Background(), "sqlite", badTiles.dsn, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.W.Exec(`DROP TRIGGER audit_events_no_update`)
+		if _, err := db.W.Exec(`UPDATE audit_events SET salt = zeroblob(32) WHERE idx = 4`); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+	}
+	for _, c := range []struct {
+		name  string
+		j     *journalSetup
+		fresh bool // a first run, with no kept checkpoint
+		want  string
+	}{
+		{"shrunk", older, false, "shrank"},
+		{"forked", forked, false, "fork"},
+		{"re-signed", resigned, false, "do not verify"},
+		{"bad tiles", badTiles, true, "does not hash to the tree"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := c.j.serve()
+			defer srv.Stop()
+			st := state
+			if c.fresh {
+				st = filepath.Join(t.TempDir(), "fresh-state")
+			}
+			_, err := mon.run("audit", "monitor", "--url", srv.URL, "--key", keyFile, "--state", st)
+			if err == nil || !strings.Contains(err.Error(), "FAILED") || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("monitor on a %s journal: %v", c.name, err)
+			}
+			if now, _ := os.ReadFile(state); string(now) != string(kept) {
+				t.Fatal("a failed run replaced the kept checkpoint")
+			}
+		})
+	}
+}
+
+// TestOneOfTwoServersOnPostgresSubmits runs two instances on one
+// PostgreSQL database with the same witness: one at a time (an advisory
+// lock) sends checkpoints, and both keep the witnessed one in their own
+// state file.
+func TestOneOfTwoServersOnPostgresSubmits(t *testing.T) {
+	a := newJournalSetup(t, store.Postgres, "shared.aidants.invalid/audit")
+	a.withWitnesses(1, 1)
+	b := a.clone(store.Postgres)
+	b.dsn = a.dsn
+	a.addOrganisations(0, 2)
+	sa, sb := a.serve(), b.serve()
+	b.addOrganisations(10, 2)
+	served := waitWitnessed(t, sa, a, 1)
+	waitWitnessed(t, sb, b, 1)
+	cosigned := func(s *testServer) int {
+		_, m := fetch(t, s.URL+"/metrics")
+		for _, l := range strings.Split(string(m), "\n") {
+			if v, ok := strings.CutPrefix(l, `aidants_witness_cosigned_total{witness="witness-1.test.invalid"} `); ok {
+				var n int
+				fmt.Sscan(v, &n)
+				return n
+			}
+		}
+		t.Fatalf("no cosignature counter:\n%s", m)
+		return 0
+	}
+	if na, nb := cosigned(sa), cosigned(sb); (na == 0) == (nb == 0) {
+		t.Fatalf("cosignatures asked by the two servers: %d and %d, want one of them only", na, nb)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ka, _ := os.ReadFile(a.stateFile)
+		kb, _ := os.ReadFile(b.stateFile)
+		if string(ka) == string(served) && string(kb) == string(served) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state files:\n%s\n%s\nwant:\n%s", ka, kb, served)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
