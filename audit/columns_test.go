@@ -16,7 +16,7 @@ import (
 // operator with write access to the database could.
 func dropAllTriggers(t *testing.T, db *store.DB) {
 	t.Helper()
-	for _, table := range []string{"audit_events", "audit_hashes", "audit_checkpoints", "audit_witnessed", "audit_origins"} {
+	for _, table := range []string{"audit_events", "audit_hashes", "audit_checkpoints", "audit_witnessed", "audit_origins", "audit_tiles"} {
 		if db.Dialect == store.Postgres {
 			mustExec(t, db, `DROP TRIGGER `+table+`_no_change ON `+table)
 			mustExec(t, db, `DROP TRIGGER `+table+`_no_truncate ON `+table)

@@ -49,6 +49,7 @@ type Log struct {
 	// the right edge of its tree (local stored-hash indexes).
 	size     int64
 	frontier map[int64]tlog.Hash
+	edge     *tileEdge // the current origin's partial tile
 
 	latest  atomic.Pointer[Checkpoint]
 	refused atomic.Pointer[error] // set by Refuse: nothing may be appended
@@ -366,9 +367,10 @@ func (l *Log) runBatch(batch []*unit, results []error) (err error) {
 	}
 	var cp *Checkpoint
 	var added map[int64]tlog.Hash
+	var edge *tileEdge
 	T1 := time.Now()
 	if len(evs) > 0 {
-		cp, added, err = l.appendEvents(tx, size, evs)
+		cp, added, edge, err = l.appendEvents(tx, size, evs)
 		if err != nil {
 			return err
 		}
@@ -385,6 +387,7 @@ func (l *Log) runBatch(batch []*unit, results []error) (err error) {
 		for k, v := range added {
 			l.frontier[k] = v
 		}
+		l.edge = edge
 		l.size = cp.Size
 		l.pruneFrontier()
 		l.latest.Store(cp)
@@ -451,33 +454,44 @@ func (l *Log) lockHead(tx *sqlx.Tx) (int64, error) {
 		return 0, fmt.Errorf("%w: this process appends to origin %d, the log head is at origin %d", ErrOriginMoved, l.cur.No, head.Origin)
 	}
 	size := head.Size
-	if size != l.size || l.frontier == nil {
+	if size != l.size || l.frontier == nil || l.edge == nil {
 		f, err := readFrontier(tx, l.db, l.cur.HashBase, size)
 		if err != nil {
 			return 0, err
 		}
-		l.frontier, l.size = f, size
+		e, err := readEdge(tx, l.db, l.cur, size)
+		if err != nil {
+			return 0, err
+		}
+		l.frontier, l.edge, l.size = f, e, size
 	}
 	return size, nil
 }
 
 // appendEvents computes the Merkle hashes of the batch's events, inserts
-// events and hashes, moves the head and signs a checkpoint.
-func (l *Log) appendEvents(tx *sqlx.Tx, size int64, evs []pending) (*Checkpoint, map[int64]tlog.Hash, error) {
+// events, hashes and the tiles they complete, moves the head and signs a
+// checkpoint. It returns what the writer keeps in memory once committed.
+func (l *Log) appendEvents(tx *sqlx.Tx, size int64, evs []pending) (*Checkpoint, map[int64]tlog.Hash, *tileEdge, error) {
 	added := make(map[int64]tlog.Hash, 2*len(evs)+8)
 	reader := &overlayReader{added: added, frontier: l.frontier, tx: tx, db: l.db, base: l.cur.HashBase}
 	hashRows := make([]hashRow, 0, 2*len(evs)+8)
 	salts := make([]byte, SaltSize*len(evs))
 	if _, err := rand.Read(salts); err != nil {
-		return nil, nil, fmt.Errorf("audit: salts: %w", err)
+		return nil, nil, nil, fmt.Errorf("audit: salts: %w", err)
 	}
+	edge := l.edge.clone()
+	var tiles []tileRow
 	for i := range evs {
 		p := &evs[i]
 		copy(p.salt[:], salts[i*SaltSize:])
 		p.entry = EntryOf(p.salt[:], p.body)
 		hs, err := tlog.StoredHashes(p.leaf, p.entry[:], reader)
 		if err != nil {
-			return nil, nil, fmt.Errorf("audit: hashes of %d: %w", p.leaf, err)
+			return nil, nil, nil, fmt.Errorf("audit: hashes of %d: %w", p.leaf, err)
+		}
+		if full := edge.add(hs[0], p.entry); full {
+			tiles = append(tiles, edge.rows(l.cur.No, p.leaf/TileWidth)...)
+			edge.reset()
 		}
 		base := tlog.StoredHashIndex(0, p.leaf)
 		for i, h := range hs {
@@ -488,23 +502,26 @@ func (l *Log) appendEvents(tx *sqlx.Tx, size int64, evs []pending) (*Checkpoint,
 	newSize := size + int64(len(evs))
 	root, err := tlog.TreeHash(newSize, reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("audit: tree hash: %w", err)
+		return nil, nil, nil, fmt.Errorf("audit: tree hash: %w", err)
 	}
 	if err := insertEvents(tx, l.db, l.cur.Start, evs); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := insertHashes(tx, l.db, hashRows); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if err := insertTiles(tx, l.db, tiles); err != nil {
+		return nil, nil, nil, err
 	}
 	now := time.Now()
 	cp, err := l.sign(newSize, root)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := moveHead(tx, l.db, l.cur, cp, now); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return cp, added, nil
+	return cp, added, edge, nil
 }
 
 type hashRow struct {

@@ -36,6 +36,7 @@ type rawEvent struct {
 type evRow struct {
 	idx       int64
 	leaf      tlog.Hash
+	entry     [EntrySize]byte
 	badColumn string
 }
 
@@ -109,7 +110,7 @@ func streamEvents(ctx context.Context, db *store.DB, bodiesOnly bool) (<-chan []
 			for i := range chunk {
 				r := &chunk[i]
 				entry := sha256.Sum256(r.saltBody)
-				rows[i] = evRow{idx: r.idx, leaf: tlog.RecordHash(entry[:])}
+				rows[i] = evRow{idx: r.idx, leaf: tlog.RecordHash(entry[:]), entry: entry}
 				if !bodiesOnly {
 					rows[i].badColumn, buf = checkPacked(r, buf)
 				}
@@ -169,7 +170,8 @@ func streamRows(ctx context.Context, db *store.DB, q string) (<-chan [][]byte, *
 	return c, errp
 }
 
-// streamCheckpoints reads (gsize, origin_no, size, note) rows in order.
+// streamCheckpoints reads (gsize, origin_no, size, note) rows in order —
+// or any rows of three integers and bytes, such as stored tiles.
 func streamCheckpoints(ctx context.Context, db *store.DB, q string) (<-chan []cpRow, *error) {
 	c := make(chan []cpRow, 2)
 	errp := new(error)

@@ -2,11 +2,16 @@ package audit
 
 import (
 	"context"
+	"database/sql"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/jmoiron/sqlx"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"aidants/store"
 )
 
 // The log as C2SP tlog-tiles (c2sp.org/tlog-tiles): hash tiles of 256
@@ -68,6 +73,17 @@ func (l *Log) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	end := t.N*TileWidth + int64(t.W)
 	if lvl := TileHeight * max(t.L, 0); end > cp.Size>>lvl {
 		return nil, ErrNoTile
+	}
+	if t.W == TileWidth && t.L <= 0 {
+		// A full tile of level 0 or -1 was stored when it filled.
+		var data []byte
+		err := l.db.R.GetContext(ctx, &data, l.db.Rebind(`SELECT data FROM audit_tiles WHERE origin_no = ? AND level = ? AND n = ?`), l.cur.No, t.L, t.N)
+		if err == nil {
+			return data, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("audit: tile %s: %w", TilePath(t), err)
+		}
 	}
 	if t.L == -1 {
 		return l.entryBundle(ctx, t.N*TileWidth, end)
@@ -159,4 +175,105 @@ func (r rangeReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
 		copy(out[i][:], h)
 	}
 	return out, nil
+}
+
+// tileEdge is the current partial tile of the tree being appended to: the
+// leaf hashes and entries since the last full tile. When the 256th comes,
+// the writer stores both full tiles (audit_tiles) in the same transaction.
+type tileEdge struct {
+	leaves  []tlog.Hash
+	entries [][EntrySize]byte
+}
+
+func (e *tileEdge) clone() *tileEdge {
+	c := &tileEdge{leaves: make([]tlog.Hash, 0, TileWidth), entries: make([][EntrySize]byte, 0, TileWidth)}
+	if e != nil {
+		c.leaves = append(c.leaves, e.leaves...)
+		c.entries = append(c.entries, e.entries...)
+	}
+	return c
+}
+
+// add appends a leaf and tells whether the tile is now full.
+func (e *tileEdge) add(leaf tlog.Hash, entry [EntrySize]byte) bool {
+	e.leaves = append(e.leaves, leaf)
+	e.entries = append(e.entries, entry)
+	return len(e.leaves) == TileWidth
+}
+
+func (e *tileEdge) reset() { e.leaves, e.entries = e.leaves[:0], e.entries[:0] }
+
+// rows are the full tile n's two rows, in level order: its entry bundle
+// and its leaf hashes.
+func (e *tileEdge) rows(origin, n int64) []tileRow {
+	return []tileRow{{origin: origin, level: -1, n: n, data: entryBundleData(e.entries)}, {origin: origin, level: 0, n: n, data: hashTileData(e.leaves)}}
+}
+
+func hashTileData(hs []tlog.Hash) []byte {
+	out := make([]byte, 0, len(hs)*tlog.HashSize)
+	for _, h := range hs {
+		out = append(out, h[:]...)
+	}
+	return out
+}
+
+func entryBundleData(es [][EntrySize]byte) []byte {
+	out := make([]byte, 0, len(es)*(2+EntrySize))
+	for _, e := range es {
+		out = binary.BigEndian.AppendUint16(out, EntrySize)
+		out = append(out, e[:]...)
+	}
+	return out
+}
+
+type tileRow struct {
+	origin, level, n int64
+	data             []byte
+}
+
+func insertTiles(tx *sqlx.Tx, db *store.DB, rows []tileRow) error {
+	for _, r := range rows {
+		if _, err := tx.Exec(db.Rebind(`INSERT INTO audit_tiles (origin_no, level, n, data) VALUES (?, ?, ?, ?)`), r.origin, r.level, r.n, r.data); err != nil {
+			return fmt.Errorf("audit: store tile %d/%d: %w", r.level, r.n, err)
+		}
+	}
+	return nil
+}
+
+// readEdge reads the current partial tile of origin o's tree of the given
+// size: at most 255 leaves, so the writer starts in constant time.
+func readEdge(q sqlx.Queryer, db *store.DB, o *Origin, size int64) (*tileEdge, error) {
+	e := (*tileEdge)(nil).clone()
+	from := size / TileWidth * TileWidth
+	if from == size {
+		return e, nil
+	}
+	ids := make([]int64, 0, size-from)
+	for k := from; k < size; k++ {
+		ids = append(ids, tlog.StoredHashIndex(0, k))
+	}
+	hs, err := readHashes(q, db, o.HashBase, ids)
+	if err != nil {
+		return nil, fmt.Errorf("audit: read the partial tile: %w", err)
+	}
+	rows, err := q.Query(db.Rebind(`SELECT salt, body FROM audit_events WHERE idx >= ? AND idx < ? ORDER BY idx`), o.Start+from, o.Start+size)
+	if err != nil {
+		return nil, fmt.Errorf("audit: read the partial tile: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var salt, body []byte
+		if err := rows.Scan(&salt, &body); err != nil {
+			return nil, fmt.Errorf("audit: read the partial tile: %w", err)
+		}
+		e.entries = append(e.entries, EntryOf(salt, body))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(e.entries) != len(hs) {
+		return nil, fmt.Errorf("audit: read the partial tile: %d events for %d leaves", len(e.entries), len(hs))
+	}
+	e.leaves = append(e.leaves, hs...)
+	return e, nil
 }

@@ -209,6 +209,8 @@ func (v *verifier) run(ctx context.Context) (*VerifyResult, error) {
 	hc, hErr := streamRows(ctx, v.db, `SELECT hash FROM audit_hashes ORDER BY id`)
 	cpc, cpErr := streamCheckpoints(ctx, v.db, `SELECT gsize, origin_no, size, note FROM audit_checkpoints ORDER BY gsize`)
 	wc, wErr := streamCheckpoints(ctx, v.db, `SELECT gsize, origin_no, size, note FROM audit_witnessed ORDER BY gsize`)
+	// Stored full tiles, read into cpRow as (n, origin_no, level, data).
+	tc, tErr := streamCheckpoints(ctx, v.db, `SELECT n, origin_no, level, data FROM audit_tiles ORDER BY origin_no, n, level`)
 	defer func() {
 		// Stop the readers early on a verdict, then wait for them.
 		cancel()
@@ -216,9 +218,11 @@ func (v *verifier) run(ctx context.Context) (*VerifyResult, error) {
 		drain(hc)
 		drain(cpc)
 		drain(wc)
+		drain(tc)
 	}()
 	evs, hs := &evCursor{c: evc}, &cursor{c: hc}
-	cps, ws := &cpCursor{c: cpc}, &cpCursor{c: wc}
+	cps, ws, tiles := &cpCursor{c: cpc}, &cpCursor{c: wc}, &cpCursor{c: tc}
+	edge := (*tileEdge)(nil).clone()
 
 	var t tree
 	var want []tlog.Hash
@@ -236,6 +240,7 @@ func (v *verifier) run(ctx context.Context) (*VerifyResult, error) {
 			}
 			oi++
 			t, last = tree{}, nil
+			edge.reset()
 		}
 		o := &v.origins[oi]
 		r, ok := evs.next()
@@ -267,6 +272,20 @@ func (v *verifier) run(ctx context.Context) (*VerifyResult, error) {
 				return nil, &TamperError{Index: i, Msg: "a stored tree hash does not match the events"}
 			}
 			nextHashID++
+		}
+		if edge.add(r.leaf, r.entry) {
+			n := (i - o.Start) / TileWidth
+			for _, want := range edge.rows(o.No, n) {
+				st, ok := tiles.peek()
+				if !ok || st.origin != o.No || st.gsize != n || st.size != want.level {
+					return nil, &TamperError{Index: i, Msg: fmt.Sprintf("the stored tile %d of level %d is missing", n, want.level)}
+				}
+				if !bytes.Equal(st.note, want.data) {
+					return nil, &TamperError{Index: i, Msg: fmt.Sprintf("the stored tile %d of level %d does not match the events", n, want.level)}
+				}
+				tiles.take()
+			}
+			edge.reset()
 		}
 		if r.badColumn != "" {
 			return nil, &TamperError{Index: i, Msg: fmt.Sprintf("the stored %s column differs from the event's body: edited", r.badColumn)}
@@ -334,7 +353,10 @@ func (v *verifier) run(ctx context.Context) (*VerifyResult, error) {
 			return nil, &TamperError{Index: v.total, Msg: fmt.Sprintf("a stored checkpoint of size %d past the log head: truncated", r.size)}
 		}
 	}
-	if err := errors.Join(*cpErr, *wErr); err != nil {
+	if r, ok := tiles.peek(); ok {
+		return nil, &TamperError{Index: v.total, Msg: fmt.Sprintf("a stored tile %d of level %d past the log head: inserted", r.gsize, r.size)}
+	}
+	if err := errors.Join(*cpErr, *wErr, *tErr); err != nil {
 		return nil, err
 	}
 	if oi >= 0 {

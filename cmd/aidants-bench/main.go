@@ -125,6 +125,9 @@ func runAll(ctx context.Context, o options, r *report) error {
 		if err := benchWrites(ctx, o, r); err != nil {
 			return err
 		}
+		if err := benchWitnessing(ctx, o, r); err != nil {
+			return err
+		}
 	}
 	for _, n := range o.sizes {
 		path, err := fixture(ctx, o.cache, n)

@@ -21,6 +21,7 @@ type report struct {
 	rssAfterWrites int64
 	logs           []logResult
 	flows          []flowResult
+	witness        *witnessResult
 	notes          []string
 }
 
@@ -177,7 +178,7 @@ func (r *report) markdown() string {
 		p("| ≥ 30,000 durable writes/s at 256 writers (SQLite, FULL) | %s/s | %s |", num(sqlite256), verdict(sqlite256 >= 30000))
 		p("| ≥ 20× the naive baseline (one transaction per write), same run | %.1f× | %s |", sqlite256/own256, verdict(sqlite256/own256 >= 20))
 		p("| (stricter, not a target) ÷ batches of one, same run | %.1f× | — |", sqlite256/one256)
-		p("| ≥ 0.5× the CPU ceiling, same run | %.2f× | %s |", sqlite256/r.ceiling.rate(), verdict(sqlite256/r.ceiling.rate() >= 0.5))
+		p("| ≥ 0.85× the CPU ceiling, same run (raised from 0.5× in SPEC §10) | %.2f× | %s |", sqlite256/r.ceiling.rate(), verdict(sqlite256/r.ceiling.rate() >= 0.85))
 		p("")
 		if sqlite256 < 30000 {
 			p("**Why the absolute target is missed here.** The same rows inserted in bulk, with no fsync per commit, no")
@@ -205,12 +206,33 @@ func (r *report) markdown() string {
 		p("machine happened to do before (a cold 10 M-event file gave an inclusion p99 of 3.5 ms and a verify rate of")
 		p("295,000 events/s in an earlier run of the same code).")
 		p("")
-		p("| events | database | start-up | page cache | inclusion p50 | inclusion p99 | consistency p50 | consistency p99 | full `audit verify` | verify rate |")
-		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		p("| events | database | start-up | page cache | inclusion p50 | inclusion p99 | consistency p50 | consistency p99 |")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, l := range r.logs {
-			p("| %s | %.1f GB | %s | %.1f s | %s | %s | %s | %s | %.1f s | %s events/s |", num(float64(l.size)), float64(l.fileBytes)/1e9,
-				ms(l.startup), l.warm.Seconds(), ms(l.incP50), ms(l.incP99), ms(l.conP50), ms(l.conP99), l.verify.Seconds(),
-				num(float64(l.size)/l.verify.Seconds()))
+			p("| %s | %.1f GB | %s | %.1f s | %s | %s | %s | %s |", num(float64(l.size)), float64(l.fileBytes)/1e9,
+				ms(l.startup), l.warm.Seconds(), ms(l.incP50), ms(l.incP99), ms(l.conP50), ms(l.conP99))
+		}
+		p("")
+		p("`audit verify` recomputes every entry (SHA-256 of salt and body), leaf, stored hash, checkpoint and root, and")
+		p("— SPEC §6.1 — every queryable column of every event from its body (type, time, organisation, aidant, person,")
+		p("mandate, service, démarches). The baseline is the same verification without the columns, in the same run; each")
+		p("figure is the faster of two runs, interleaved.")
+		p("")
+		p("| events | verify, every column checked | rate | bodies only (baseline) | rate | columns ÷ baseline |")
+		p("|---:|---:|---:|---:|---:|---:|")
+		for _, l := range r.logs {
+			p("| %s | %.1f s | **%s events/s** | %.1f s | %s events/s | %.2f× |", num(float64(l.size)), l.verify.Seconds(),
+				num(float64(l.size)/l.verify.Seconds()), l.verifyBodies.Seconds(), num(float64(l.size)/l.verifyBodies.Seconds()),
+				l.verifyBodies.Seconds()/l.verify.Seconds())
+		}
+		p("")
+		p("Tiles (c2sp.org/tlog-tiles) served over loopback HTTP by the calls `/audit/tile/` makes, random full tiles")
+		p("among all of the log's, 16 keep-alive clients on the same two cores, 3 s each:")
+		p("")
+		p("| events | full tiles in the log | level-0 hash tiles/s (256 hashes, 8 KiB) | entry bundles/s (256 entries) |")
+		p("|---:|---:|---:|---:|")
+		for _, l := range r.logs {
+			p("| %s | %s | %s | %s |", num(float64(l.size)), num(float64(l.hashTiles.tiles)), num(l.hashTiles.rate), num(l.entryTiles.rate))
 		}
 		p("")
 		p("A person's history (their newest events, newest first, as \"Ce qui a été fait pour moi\" shows them) for a person")
@@ -226,18 +248,45 @@ func (r *report) markdown() string {
 		p("| target (SPEC §10), at %s events | measured | verdict |", num(float64(last.size)))
 		p("|---|---|---|")
 		p("| inclusion proof p99 < 1 ms | %s | %s |", ms(last.incP99), verdict(last.incP99 < time.Millisecond))
-		p("| full `audit verify` ≥ 500,000 events/s | %s events/s | %s |", num(float64(last.size)/last.verify.Seconds()),
-			verdict(float64(last.size)/last.verify.Seconds() >= 500000))
+		rate, ratio := float64(last.size)/last.verify.Seconds(), last.verifyBodies.Seconds()/last.verify.Seconds()
+		p("| full `audit verify`, every column checked, ≥ 500,000 events/s (else ≥ 0.8× bodies only) | %s events/s, %.2f× | %s |", num(rate), ratio,
+			verdict(rate >= 500000 || ratio >= 0.8))
+		for _, l := range r.logs {
+			if l.size == 1000000 {
+				p("| full tiles served at 1 M events ≥ 20,000/s | %s hash tiles/s, %s entry bundles/s | %s |", num(l.hashTiles.rate), num(l.entryTiles.rate),
+					verdict(l.hashTiles.rate >= 20000))
+			}
+		}
 		p("| start-up < 1 s | %s | %s |", ms(last.startup), verdict(last.startup < time.Second))
 		p("| a person's last 100 events p99 < 10 ms | %s | %s |", ms(last.historyP99), verdict(last.historyP99 < 10*time.Millisecond))
 		p("")
-		if rate := float64(last.size) / last.verify.Seconds(); rate < 500000 {
-			p("**Why verify is below the target here.** `audit verify` reads every event body and stored hash (reading")
-			p("goroutines hash the bodies as they read) while the main goroutine recomputes the tree and compares; on two")
-			p("cores it is bound by SHA-256 and SQLite's row decoding, and its rate moves by a quarter or more between runs of")
-			p("the same code on this virtual machine (%s events/s here; above 500,000 in other runs).", num(rate))
+		if rate < 500000 {
+			p("**Why verify is below 500,000 events/s here.** It reads every event (salt ‖ body and its columns packed by")
+			p("the query) and every stored hash on reading goroutines, a third recomputes entries, leaves and columns, and the")
+			p("main one the tree: on two cores it is bound by SQLite's row decoding and SHA-256, and its rate moves by a quarter")
+			p("between runs of the same code on this virtual machine (%s events/s here, %.2f× the bodies-only baseline).", num(rate), ratio)
 			p("")
 		}
+	}
+	if w := r.witness; w != nil {
+		p("## Witnessing (SPEC §6.1)")
+		p("")
+		p("The same 256 writers on SQLite (`synchronous=FULL`), %s per run, %d rounds interleaved, medians: without", max(r.opts.seconds, 8*time.Second), r.opts.rounds)
+		p("witnesses, and with the witnessing service of `serve` sending the newest checkpoint every %v (the default", w.interval)
+		p("`witness_interval`) to two local `litewitness` v0.6.1 processes (each with its `ssh-agent`) on the same two")
+		p("cores, with a quorum of two. Each run is a new log registered with the witnesses under its own origin.")
+		p("")
+		p("| writes/s without witnesses | with two witnesses | with ÷ without | checkpoints witnessed | refused | failed |")
+		p("|---:|---:|---:|---:|---:|---:|")
+		p("| %s | %s | **%.2f×** | %d | %d | %d |", num(w.without.rate()), num(w.with.rate()), w.with.rate()/w.without.rate(), w.witnessed, w.refused, w.failed)
+		p("")
+		p("From a write's commit to the storing of the first checkpoint that covers it with both cosignatures, over")
+		p("%s writes: **p50 %s, p99 %s** (the interval, plus a consistency proof and two round trips to the witnesses).", num(float64(w.delays)), ms(w.delayP50), ms(w.delayP99))
+		p("")
+		p("| target (SPEC §10) | measured | verdict |")
+		p("|---|---|---|")
+		p("| writes with two witnesses ≥ 0.95× without, same run | %.2f× | %s |", w.with.rate()/w.without.rate(), verdict(w.with.rate()/w.without.rate() >= 0.95))
+		p("")
 	}
 	if len(r.flows) > 0 {
 		p("## Acting on behalf: complete flows over loopback HTTP")

@@ -38,7 +38,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"aidants/store/storetest"
@@ -62,6 +61,29 @@ var packages = []string{
 	"filippo.io/torchwood/cmd/witnessctl@" + Version,
 }
 
+// TB is what the helpers need of a test: a testing.TB has it, and so can a
+// program such as the benchmark command.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+	Failed() bool
+}
+
+// skipOrFail skips loudly, or fails when every external tool is required
+// (AIDANTS_TEST_REQUIRE_ALL=1, as in CI).
+func skipOrFail(t TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if storetest.RequireAll() {
+		t.Fatalf("AIDANTS_TEST_REQUIRE_ALL=1 but %s", msg)
+	}
+	t.Skipf("SKIPPED (install it to run this test): %s", msg)
+}
+
 // Witness is a running litewitness.
 type Witness struct {
 	Name   string // the witness name, as in its cosignature lines
@@ -79,12 +101,12 @@ type Witness struct {
 
 // Start runs a litewitness named name that knows the given logs (origin →
 // note verifier key of the log), until the end of the test.
-func Start(t testing.TB, name string, logs map[string]string) *Witness {
+func Start(t TB, name string, logs map[string]string) *Witness {
 	t.Helper()
 	lw, ctl := install(t)
 	for _, tool := range []string{"ssh-agent", "ssh-keygen", "ssh-add"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			storetest.SkipOrFail(t, "%s is not on PATH (package openssh-client)", tool)
+			skipOrFail(t, "%s is not on PATH (package openssh-client)", tool)
 		}
 	}
 	dir := t.TempDir()
@@ -125,7 +147,7 @@ func Start(t testing.TB, name string, logs map[string]string) *Witness {
 
 // AddLog registers a log with witnessctl (it may be called while
 // litewitness runs).
-func (w *Witness) AddLog(t testing.TB, origin, vkey string) {
+func (w *Witness) AddLog(t TB, origin, vkey string) {
 	t.Helper()
 	run(t, nil, w.witnessctl, "add-log", "-db", w.DBPath, "-origin", origin)
 	run(t, nil, w.witnessctl, "add-key", "-db", w.DBPath, "-origin", origin, "-key", vkey)
@@ -133,7 +155,7 @@ func (w *Witness) AddLog(t testing.TB, origin, vkey string) {
 
 // TreeSize returns the size of the checkpoint litewitness holds for origin,
 // read from its database with witnessctl list-logs.
-func (w *Witness) TreeSize(t testing.TB, origin string) int64 {
+func (w *Witness) TreeSize(t TB, origin string) int64 {
 	t.Helper()
 	out := run(t, nil, w.witnessctl, "list-logs", "-db", w.DBPath)
 	sc := bufio.NewScanner(bytes.NewReader(out))
@@ -167,7 +189,7 @@ func (w *Witness) Stop() {
 
 // Restart stops litewitness and starts it again on the same database and
 // key, on the same port if it is still free (URL is updated otherwise).
-func (w *Witness) Restart(t testing.TB) {
+func (w *Witness) Restart(t TB) {
 	t.Helper()
 	w.Stop()
 	port := 0
@@ -183,7 +205,7 @@ func (w *Witness) Restart(t testing.TB) {
 
 // start runs litewitness on port (a free one if 0, or if port is taken),
 // and waits until it answers.
-func (w *Witness) start(t testing.TB, port int) {
+func (w *Witness) start(t TB, port int) {
 	t.Helper()
 	var errs []error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -299,13 +321,13 @@ var (
 // lock file, and each install goes to a private directory before the
 // binaries are renamed into place, which is atomic: no test ever runs a
 // half-written binary.
-func install(t testing.TB) (litewitness, witnessctl string) {
+func install(t TB) (litewitness, witnessctl string) {
 	t.Helper()
 	installMu.Lock()
 	defer installMu.Unlock()
 	dir, err := BinDir()
 	if err != nil {
-		storetest.SkipOrFail(t, "no user cache directory for the torchwood binaries: %v", err)
+		skipOrFail(t, "no user cache directory for the torchwood binaries: %v", err)
 	}
 	litewitness, witnessctl = filepath.Join(dir, "litewitness"), filepath.Join(dir, "witnessctl")
 	if !installDone && !(isExecutable(litewitness) && isExecutable(witnessctl)) {
@@ -313,12 +335,12 @@ func install(t testing.TB) (litewitness, witnessctl string) {
 	}
 	installDone = true
 	if installErr != nil {
-		storetest.SkipOrFail(t, "cannot install litewitness %s: %v", Version, installErr)
+		skipOrFail(t, "cannot install litewitness %s: %v", Version, installErr)
 	}
 	return litewitness, witnessctl
 }
 
-func goInstall(t testing.TB, dir string) error {
+func goInstall(t TB, dir string) error {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		return fmt.Errorf("go is not on PATH: %w", err)
@@ -365,7 +387,7 @@ func isExecutable(path string) bool {
 // startAgent starts a dedicated ssh-agent and returns its socket. The
 // socket lives in a short directory under /tmp: a Unix socket path must
 // stay under 108 bytes, which t.TempDir() paths often exceed.
-func startAgent(t testing.TB) string {
+func startAgent(t TB) string {
 	t.Helper()
 	sockDir, err := os.MkdirTemp("/tmp", "lw")
 	if err != nil {
@@ -375,7 +397,7 @@ func startAgent(t testing.TB) string {
 	sock := filepath.Join(sockDir, "agent.sock")
 	p, err := startProcess("ssh-agent", "-D", "-a", sock)
 	if err != nil {
-		storetest.SkipOrFail(t, "cannot start ssh-agent: %v", err)
+		skipOrFail(t, "cannot start ssh-agent: %v", err)
 	}
 	t.Cleanup(p.stop)
 	deadline := time.Now().Add(startTimeout)
@@ -415,7 +437,7 @@ func fingerprint(pubFile string) (string, error) {
 
 // run runs a command to completion within commandTimeout and returns its
 // standard output; a failure fails the test with the command's output.
-func run(t testing.TB, env []string, name string, args ...string) []byte {
+func run(t TB, env []string, name string, args ...string) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()

@@ -75,6 +75,18 @@ CREATE TABLE audit_witnessed (
     created_at  BIGINT NOT NULL
 );
 
+-- Full tiles (c2sp.org/tlog-tiles), written once by the writer when the
+-- 256th leaf of a tile is appended, so that a mirror's request is one row:
+-- level 0 holds the 256 leaf hashes, level -1 the entry bundle. audit
+-- verify rebuilds each from the events.
+CREATE TABLE audit_tiles (
+    origin_no   INTEGER NOT NULL,
+    level       INTEGER NOT NULL,
+    n           BIGINT NOT NULL,
+    data        BYTEA NOT NULL,
+    PRIMARY KEY (origin_no, level, n)
+);
+
 CREATE TABLE audit_head (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     origin_no   INTEGER NOT NULL,
@@ -103,4 +115,8 @@ CREATE TRIGGER audit_witnessed_no_truncate BEFORE TRUNCATE ON audit_witnessed
 CREATE TRIGGER audit_origins_no_change BEFORE UPDATE OR DELETE ON audit_origins
     FOR EACH ROW EXECUTE FUNCTION audit_append_only();
 CREATE TRIGGER audit_origins_no_truncate BEFORE TRUNCATE ON audit_origins
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_tiles_no_change BEFORE UPDATE OR DELETE ON audit_tiles
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_tiles_no_truncate BEFORE TRUNCATE ON audit_tiles
     FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();

@@ -77,6 +77,18 @@ CREATE TABLE audit_witnessed (
     created_at  BIGINT NOT NULL
 );
 
+-- Full tiles (c2sp.org/tlog-tiles), written once by the writer when the
+-- 256th leaf of a tile is appended, so that a mirror's request is one row:
+-- level 0 holds the 256 leaf hashes, level -1 the entry bundle. audit
+-- verify rebuilds each from the events.
+CREATE TABLE audit_tiles (
+    origin_no   INTEGER NOT NULL,
+    level       INTEGER NOT NULL,
+    n           BIGINT NOT NULL,
+    data        BLOB NOT NULL,
+    PRIMARY KEY (origin_no, level, n)
+) WITHOUT ROWID;
+
 CREATE TABLE audit_head (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     origin_no   INTEGER NOT NULL,              -- 0 until the first origin is registered
@@ -106,3 +118,7 @@ CREATE TRIGGER audit_origins_no_update BEFORE UPDATE ON audit_origins
 BEGIN SELECT RAISE(ABORT, 'audit_origins is append-only'); END;
 CREATE TRIGGER audit_origins_no_delete BEFORE DELETE ON audit_origins
 BEGIN SELECT RAISE(ABORT, 'audit_origins is append-only'); END;
+CREATE TRIGGER audit_tiles_no_update BEFORE UPDATE ON audit_tiles
+BEGIN SELECT RAISE(ABORT, 'audit_tiles is append-only'); END;
+CREATE TRIGGER audit_tiles_no_delete BEFORE DELETE ON audit_tiles
+BEGIN SELECT RAISE(ABORT, 'audit_tiles is append-only'); END;
