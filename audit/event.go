@@ -1,8 +1,18 @@
 // Package audit owns the journal of everything done in the service: the
 // events, the single writer that commits them atomically with the state
 // changes they record, the RFC 6962 Merkle tree built over them with
-// golang.org/x/mod/sumdb/tlog, the signed checkpoints, the proofs served to
-// third parties, and the offline verification.
+// golang.org/x/mod/sumdb/tlog, the signed checkpoints, the tiles mirrors
+// read, the proofs served to third parties, the offline verification, and
+// what keeps the journal honest against its own operator (SPEC §6.1): each
+// event's public entry is a salted commitment, every queryable column is
+// checked against the hashed body, and a database behind the checkpoint
+// kept outside it (CheckState) is never appended to.
+//
+// Log.Write is the database's only write path in a serving process: every
+// change of state is a unit run inside the writer's transaction, which is
+// what makes each event atomic with the change it records. A unit must not
+// call Write itself (it would wait for its own batch). The one other write
+// is StartOrigin, an offline operator step.
 //
 // Events name people by pseudonymous ids only (aidant id, usager id), never
 // by name, birthdate or email, so that a person's identity can be erased

@@ -44,7 +44,7 @@ func (e *OriginMismatchError) Error() string {
 	if e.KeyDiffers {
 		return fmt.Sprintf("the journal's origin %q was signed with another key than the configured one: configure its key (audit.signing_key_file)", e.Current)
 	}
-	return fmt.Sprintf("the journal's current origin is %q but the configured signing key is for %q: configure the key of %q, or continue the journal under the new origin with `aidants audit new-origin` (docs/OPERATIONS.md)",
+	return fmt.Sprintf("the journal's current origin is %q but the configured signing key is for %q: configure the key of %q, or continue the journal under the new origin with `aidants audit new-origin` (docs/WITNESSES.md)",
 		e.Current, e.Configured, e.Current)
 }
 

@@ -108,7 +108,7 @@ func (l *Log) CheckState(ctx context.Context, kept []byte, source string) error 
 		return fmt.Errorf("audit: read head: %w", err)
 	}
 	if size < cp.Size {
-		return &RollbackError{fmt.Sprintf("the journal in the database stops at %d events of origin %q, but its witnesses cosigned %d (kept in %s): an older backup was restored or the database replaced. Nothing will be written: restore a backup that reaches %d events, or continue the journal under a new origin with `aidants audit new-origin` (docs/OPERATIONS.md)",
+		return &RollbackError{fmt.Sprintf("the journal in the database stops at %d events of origin %q, but its witnesses cosigned %d (kept in %s): an older backup was restored or the database replaced. Nothing will be written: restore a backup that reaches %d events, or continue the journal under a new origin with `aidants audit new-origin` (docs/WITNESSES.md)",
 			size, o.Name, cp.Size, source, cp.Size)}
 	}
 	pr := l.proofs
@@ -118,7 +118,7 @@ func (l *Log) CheckState(ctx context.Context, kept []byte, source string) error 
 		return fmt.Errorf("audit: tree hash at %d: %w", cp.Size, err)
 	}
 	if root != cp.Root {
-		return &RollbackError{fmt.Sprintf("the first %d events of origin %q in the database are not those its witnesses cosigned (kept in %s): the database holds another history. Nothing will be written: restore a backup of this instance that reaches %d events, or continue the journal under a new origin with `aidants audit new-origin` (docs/OPERATIONS.md)",
+		return &RollbackError{fmt.Sprintf("the first %d events of origin %q in the database are not those its witnesses cosigned (kept in %s): the database holds another history. Nothing will be written: restore a backup of this instance that reaches %d events, or continue the journal under a new origin with `aidants audit new-origin` (docs/WITNESSES.md)",
 			cp.Size, o.Name, source, cp.Size)}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"filippo.io/torchwood"
@@ -21,8 +22,8 @@ import (
 
 // serveTiles serves the log's tiles under /audit/ as the web package does,
 // and records every body it served.
-func serveTiles(t *testing.T, l *audit.Log) (*httptest.Server, *bytes.Buffer) {
-	served := &bytes.Buffer{}
+func serveTiles(t *testing.T, l *audit.Log) (*httptest.Server, *lockedBuffer) {
+	served := &lockedBuffer{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := strings.CutPrefix(r.URL.Path, "/audit/")
 		if !ok {
@@ -49,6 +50,24 @@ func serveTiles(t *testing.T, l *audit.Log) (*httptest.Server, *bytes.Buffer) {
 	}))
 	t.Cleanup(srv.Close)
 	return srv, served
+}
+
+// lockedBuffer collects what concurrent handlers served.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+}
+
+func (b *lockedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
 }
 
 // readAll reads every entry of tree through the tiles with torchwood's

@@ -248,6 +248,7 @@ func (api *API) answer(ctx context.Context, w http.ResponseWriter, format string
 	case "ndjson":
 		h.Set("Content-Type", "application/x-ndjson")
 		enc := json.NewEncoder(bw)
+		enc.SetEscapeHTML(false) // each event's bytes exactly as committed
 		abortOn(each(func(e audit.Entry) error {
 			l, err := api.line(ctx, e)
 			if err != nil {
@@ -288,7 +289,9 @@ func (api *API) answer(ctx context.Context, w http.ResponseWriter, format string
 			next = strconv.FormatInt(lines[len(lines)-1].Index, 10)
 		}
 		h.Set("Content-Type", "application/json")
-		json.NewEncoder(bw).Encode(map[string]any{"events": lines, "next": next})
+		enc := json.NewEncoder(bw)
+		enc.SetEscapeHTML(false) // each event's bytes exactly as committed
+		enc.Encode(map[string]any{"events": lines, "next": next})
 	}
 }
 

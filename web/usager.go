@@ -372,10 +372,15 @@ func (s *Server) exportJSON(w http.ResponseWriter, r *http.Request, u *auth.Usag
 		Etat         string   `json:"etat"`
 		Signe        string   `json:"mandat_signe"`
 	}
+	// Each event with what recomputes its public entry in the journal:
+	// SHA-256(sel ‖ octets exacts de evenement_brut) = entree (SPEC §6.1).
 	type exportEvent struct {
 		Index   int64           `json:"index"`
 		Texte   string          `json:"texte"`
 		Donnees json.RawMessage `json:"evenement"`
+		Brut    string          `json:"evenement_brut"`
+		Sel     []byte          `json:"sel"`
+		Entree  []byte          `json:"entree"`
 	}
 	out := struct {
 		Personne struct {
@@ -390,7 +395,7 @@ func (s *Server) exportJSON(w http.ResponseWriter, r *http.Request, u *auth.Usag
 		Mandats    []exportMandate `json:"mandats"`
 		Evenements []exportEvent   `json:"evenements"`
 		Journal    string          `json:"journal"`
-	}{Journal: "Chaque événement est une feuille du journal public ; « index » permet d'en demander le reçu vérifiable."}
+	}{Journal: "Chaque événement est inscrit au journal public sous la forme d'une empreinte, « entree » : SHA-256 du « sel » suivi des octets exacts de « evenement_brut » (sel et entree en base64). Seul qui a le sel peut relier l'empreinte à l'événement. « index » permet d'en télécharger le reçu vérifiable."}
 	out.Personne.Prenoms, out.Personne.Nom, out.Personne.DateNaissance = person.GivenName, person.FamilyName, person.Birthdate
 	out.Personne.Sexe, out.Personne.LieuNaissance, out.Personne.PaysNaissance, out.Personne.Courriel = person.Gender, person.Birthplace, person.Birthcountry, person.Email
 	now := s.now()
@@ -406,7 +411,9 @@ func (s *Server) exportJSON(w http.ResponseWriter, r *http.Request, u *auth.Usag
 	}
 	n := s.namer(r.Context())
 	err = s.log.ForUsagerAll(r.Context(), u.UsagerID, func(e audit.Entry) error {
-		out.Evenements = append(out.Evenements, exportEvent{Index: e.Index, Texte: n.describe(e.Event), Donnees: e.Body})
+		entry := e.Entry()
+		out.Evenements = append(out.Evenements, exportEvent{Index: e.Index, Texte: n.describe(e.Event), Donnees: e.Body,
+			Brut: string(e.Body), Sel: e.Salt, Entree: entry[:]})
 		return nil
 	})
 	if err != nil {

@@ -374,14 +374,14 @@ func (s *Service) Probe(ctx context.Context) error {
 			s.mu.Unlock()
 		case errors.As(err, &ce):
 			if ce.Size > head.Size {
-				return &audit.RollbackError{Msg: fmt.Sprintf("the witness %s holds %d events of the journal %q but the database only %d: an older backup was restored or the database replaced. Nothing will be written: restore a backup that reaches %d events, or continue the journal under a new origin with `aidants audit new-origin` (docs/OPERATIONS.md)",
+				return &audit.RollbackError{Msg: fmt.Sprintf("the witness %s holds %d events of the journal %q but the database only %d: an older backup was restored or the database replaced. Nothing will be written: restore a backup that reaches %d events, or continue the journal under a new origin with `aidants audit new-origin` (docs/WITNESSES.md)",
 					w.Verifier.Name(), ce.Size, s.logV.Name(), head.Size, ce.Size)}
 			}
 			s.mu.Lock()
 			s.known[w.URL] = ce.Size
 			s.mu.Unlock()
 		case errors.Is(err, ErrInconsistent):
-			return &audit.RollbackError{Msg: fmt.Sprintf("the witness %s holds another history of the journal %q at %d events than the one kept in %s: the database or the state file was replaced. Nothing will be written (docs/OPERATIONS.md)",
+			return &audit.RollbackError{Msg: fmt.Sprintf("the witness %s holds another history of the journal %q at %d events than the one kept in %s: the database or the state file was replaced. Nothing will be written (docs/WITNESSES.md)",
 				w.Verifier.Name(), s.logV.Name(), old, s.cfg.StateFile)}
 		case IsRefusal(err):
 			s.logger.Error("a witness refuses the log at start", "witness", w.Verifier.Name(), "err", err.Error())

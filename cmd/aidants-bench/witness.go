@@ -37,11 +37,14 @@ type benchTB struct {
 	failed   bool
 }
 
-func (b *benchTB) Helper()                           {}
-func (b *benchTB) Logf(format string, args ...any)   { logf(format, args...) }
-func (b *benchTB) Fatalf(format string, args ...any) { b.failed = true; panic(fmt.Errorf(format, args...)) }
-func (b *benchTB) Skipf(format string, args ...any)  { b.Fatalf(format, args...) }
-func (b *benchTB) Failed() bool                      { return b.failed }
+func (b *benchTB) Helper()                         {}
+func (b *benchTB) Logf(format string, args ...any) { logf(format, args...) }
+func (b *benchTB) Fatalf(format string, args ...any) {
+	b.failed = true
+	panic(fmt.Errorf(format, args...))
+}
+func (b *benchTB) Skipf(format string, args ...any) { b.Fatalf(format, args...) }
+func (b *benchTB) Failed() bool                     { return b.failed }
 func (b *benchTB) Cleanup(f func()) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

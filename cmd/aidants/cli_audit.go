@@ -366,7 +366,7 @@ func cmdAuditNewOrigin(ctx context.Context, args []string, stdout, stderr io.Wri
 	if w := prev.Witnessed; w != nil {
 		lost = fmt.Sprintf("; its witnesses had cosigned %d events (%d lost, recorded in the first event)", w.Size, max(w.Size-(start-cur.Start), 0))
 	}
-	fmt.Fprintf(stdout, "audit new-origin: the journal goes on under %s from position %d; %s stops at %d events%s. Register %s and its key with each witness before starting the service (docs/OPERATIONS.md).\n",
+	fmt.Fprintf(stdout, "audit new-origin: the journal goes on under %s from position %d; %s stops at %d events%s. Register %s and its key with each witness before starting the service (docs/WITNESSES.md).\n",
 		cp.Origin, start, cur.Name, start-cur.Start, lost, cp.Origin)
 	return nil
 }

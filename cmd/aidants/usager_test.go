@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -120,12 +122,27 @@ func TestPersonSeesMandatesAndActionsGetsReceiptsExportsAndRevokes(t *testing.T)
 			Numero string `json:"numero"`
 		} `json:"mandats"`
 		Evenements []struct {
-			Index int64  `json:"index"`
-			Texte string `json:"texte"`
+			Index  int64  `json:"index"`
+			Texte  string `json:"texte"`
+			Brut   string `json:"evenement_brut"`
+			Sel    []byte `json:"sel"`
+			Entree []byte `json:"entree"`
 		} `json:"evenements"`
 	}
 	if err := json.Unmarshal(js, &export); err != nil || st != 200 || export.Personne.Nom != "Lefèvre" || len(export.Mandats) != 1 || len(export.Evenements) < 4 {
 		t.Fatalf("JSON export: %d %v %s", st, err, js)
+	}
+	// Each event of the export is found, by its entry, in the public tiles.
+	size, _, _ := thirdPartyCheckpoint(t, s.URL)
+	_, bundle := fetch(t, fmt.Sprintf("%s/audit/tile/entries/000.p/%d", s.URL, size))
+	for _, e := range export.Evenements {
+		entry := sha256.Sum256(append(append([]byte{}, e.Sel...), e.Brut...))
+		if len(e.Sel) != 32 || !bytes.Equal(entry[:], e.Entree) {
+			t.Fatalf("event %d: entree is not SHA-256(sel ‖ evenement_brut)", e.Index)
+		}
+		if at := int(e.Index) * 34; at+34 > len(bundle) || !bytes.Equal(bundle[at+2:at+34], entry[:]) {
+			t.Fatalf("event %d: its entry is not in the public entry bundle", e.Index)
+		}
 	}
 	st, csvBody, _ := download(t, person, s.URL+"/mon-espace/actions.csv")
 	if st != 200 || !strings.Contains(string(csvBody), "index,date,action,type") || !strings.Contains(string(csvBody), "mandate.created") {
