@@ -88,3 +88,48 @@ func TestVerifyNamesAnEditedColumn(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyNamesAColumnOfAnotherTypeOnSQLite rebuilds the events table
+// without STRICT, as an operator could, and stores a column's same text as
+// a BLOB (or the time as text): it reads back alike through ||, but no
+// longer matches the journal's filters, which hides the event from the
+// person and from scoped auditors. Verify names the index and the column.
+func TestVerifyNamesAColumnOfAnotherTypeOnSQLite(t *testing.T) {
+	for _, c := range []struct{ column, set string }{
+		{"usager_id", `usager_id = CAST(usager_id AS BLOB)`},
+		{"organisation_id", `organisation_id = CAST(organisation_id AS BLOB)`},
+		{"type", `type = CAST(type AS BLOB)`},
+		{"time", `time = CAST(time AS TEXT)`},
+		{"demarches", `demarches = CAST(demarches AS BLOB)`},
+		{"salt", `salt = CAST(salt AS TEXT)`},
+	} {
+		t.Run(c.column, func(t *testing.T) {
+			ctx := context.Background()
+			db := storetest.Open(t, store.SQLite)
+			l, _ := openLog(t, db)
+			for i := range 20 {
+				err := l.Write(ctx, func(tx *audit.Tx) error {
+					e := ev(i)
+					e.Usager, e.Demarches = fmt.Sprintf("usa_%d", i), []string{"argent"}
+					_, err := tx.Append(e)
+					return err
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			l.Close()
+			dropAllTriggers(t, db)
+			mustExec(t, db, `CREATE TABLE loose (idx INTEGER PRIMARY KEY, body, salt, type, time, organisation_id, aidant_id, usager_id, mandate_id, service_id, demarches)`)
+			mustExec(t, db, `INSERT INTO loose SELECT * FROM audit_events`)
+			mustExec(t, db, `DROP TABLE audit_events`)
+			mustExec(t, db, `ALTER TABLE loose RENAME TO audit_events`)
+			mustExec(t, db, `UPDATE audit_events SET `+c.set+` WHERE idx = 11`)
+			_, err := audit.Verify(ctx, db, l.VerifierKey(), nil)
+			var te *audit.TamperError
+			if !errors.As(err, &te) || te.Index != 11 || !strings.Contains(te.Msg, c.column) {
+				t.Fatalf("verify after %s: %v", c.set, err)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
 	"errors"
@@ -284,6 +285,18 @@ func (l *Log) Latest(ctx context.Context) (*Checkpoint, error) {
 		return cp, nil
 	}
 	return nil, ErrEmpty
+}
+
+// Head returns the latest checkpoint, or for an empty log a checkpoint of
+// size 0 signed now and not stored (its root the RFC 6962 empty-tree hash),
+// so that witnesses can be asked what they hold of a log that lost
+// everything.
+func (l *Log) Head(ctx context.Context) (*Checkpoint, error) {
+	cp, err := l.Latest(ctx)
+	if errors.Is(err, ErrEmpty) {
+		return l.sign(0, tlog.Hash(sha256.Sum256(nil)))
+	}
+	return cp, err
 }
 
 // ErrEmpty is returned when the log has no checkpoint yet.

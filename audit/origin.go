@@ -111,6 +111,10 @@ type Previous struct {
 	// Witnessed is the newest checkpoint of the previous origin that its
 	// witnesses cosigned (the instance's state file), if any.
 	Witnessed *Checkpoint
+	// Without it, WitnessedSize is the largest size the witnesses said
+	// they hold of the previous origin, and WitnessedBy who said so.
+	WitnessedSize int64
+	WitnessedBy   []string
 	// Reason is the operator's one-line account.
 	Reason string
 }
@@ -174,6 +178,10 @@ func StartOrigin(ctx context.Context, db *store.DB, skey string, prev Previous, 
 		detail["witnessed_size"] = w.Size
 		detail["witnessed_root"] = base64.StdEncoding.EncodeToString(w.Root[:])
 		detail["lost"] = max(w.Size-head.Size, 0)
+	} else if prev.WitnessedSize > 0 || len(prev.WitnessedBy) > 0 {
+		detail["witnessed_size"] = prev.WitnessedSize
+		detail["witnessed_by"] = prev.WitnessedBy
+		detail["lost"] = max(prev.WitnessedSize-head.Size, 0)
 	}
 	ev := Event{Type: AuditOriginStarted, Actor: Actor{Kind: ActorOperator, ID: "cli"}, Reason: prev.Reason, Detail: detail,
 		Time: Time{now.UTC().Truncate(time.Millisecond)}}
@@ -227,3 +235,6 @@ func (l *Log) Locate(ctx context.Context, idx int64) (origin string, leaf int64,
 	}
 	return o.Name, idx - o.Start, nil
 }
+
+// OriginNo is the number of the origin this process appends to.
+func (l *Log) OriginNo() int64 { return l.cur.No }

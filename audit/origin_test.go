@@ -173,12 +173,37 @@ func TestNewOriginContinuesTheJournal(t *testing.T) {
 		l2.Close()
 		dropAllTriggers(t, db)
 		if db.Dialect == store.SQLite {
-			mustExec(t, db, `UPDATE audit_events SET body = REPLACE(body, '"witnessed_size":50', '"witnessed_size":30') WHERE idx = 30`)
+			mustExec(t, db, `UPDATE audit_events SET body = CAST(REPLACE(body, '"witnessed_size":50', '"witnessed_size":30') AS BLOB) WHERE idx = 30`)
 		} else {
 			mustExec(t, db, `UPDATE audit_events SET body = convert_to(replace(convert_from(body, 'UTF8'), '"witnessed_size":50', '"witnessed_size":30'), 'UTF8') WHERE idx = 30`)
 		}
 		if _, err := audit.VerifyLog(ctx, db, l2.VerifierKey(), witnessed); err == nil {
 			t.Fatal("an edited origin_started event verified")
+		}
+	})
+}
+
+// TestNewOriginAfterAnEmptyOne is the recovery from a lost database: an
+// empty database opened with the old key registers the old origin with no
+// event, and the journal goes on under a new one; verify walks past the
+// empty origin.
+func TestNewOriginAfterAnEmptyOne(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l, _ := openLog(t, db)
+		l.Close()
+		newKey, _ := audit.GenerateKey("test.aidants.invalid/audit/2")
+		if _, start, err := audit.StartOrigin(ctx, db, newKey, audit.Previous{Reason: "base perdue"}, time.Now()); err != nil || start != 0 {
+			t.Fatalf("start origin: %v at %d", err, start)
+		}
+		l2, err := openWith(t, db, newKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeEvents(t, l2, 0, 300)
+		res, err := audit.Verify(ctx, db, l2.VerifierKey(), nil)
+		if err != nil || res.Size != 301 || res.Origins != 2 {
+			t.Fatalf("verify: %v %+v", err, res)
 		}
 	})
 }

@@ -81,7 +81,7 @@ func WriteStateFile(path string, note []byte) error {
 func (l *Log) CheckState(ctx context.Context, kept []byte, source string) error {
 	cp, err := parseUnverified(kept)
 	if err != nil {
-		return &RollbackError{fmt.Sprintf("the witness state file %s cannot be read (%v): restore it from the witnesses' latest cosigned checkpoint, or remove it to trust the database once", source, err)}
+		return &RollbackError{fmt.Sprintf("the witness state file %s cannot be read (%v): restore it from a healthy copy (aidants audit checkpoint), or move it away: the witnesses are still asked at start", source, err)}
 	}
 	origins, err := Origins(ctx, l.db)
 	if err != nil {

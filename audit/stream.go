@@ -41,20 +41,31 @@ type evRow struct {
 }
 
 // eventsQuery reads every event in index order: idx, salt ‖ body, and the
-// columns packed as packColumns describes.
+// columns packed as packColumns describes. On SQLite, whose columns take
+// any value, each field also carries its storage type: a column turned
+// into a BLOB reads back as the same text through ||, yet no longer
+// matches the journal's filters, which is hiding an event.
 func eventsQuery(d store.Dialect, bodiesOnly bool) string {
 	if bodiesOnly {
 		return `SELECT idx, salt || body, '' FROM audit_events ORDER BY idx`
 	}
-	sep, num := "char(31)", func(c string) string { return c }
+	var cols []string
 	if d == store.Postgres {
-		sep, num = "chr(31)", func(c string) string { return c + "::text" }
+		cols = []string{"length(salt)::text", "type", "time::text"}
+		for _, c := range columnNames {
+			cols = append(cols, "COALESCE('=' || "+c+", '-')")
+		}
+		return `SELECT idx, salt || body, ` + strings.Join(cols, " || chr(31) || ") + ` FROM audit_events ORDER BY idx`
 	}
-	cols := []string{num("length(salt)"), "type", num("time")}
+	cols = []string{
+		"CASE WHEN typeof(salt) = 'blob' AND typeof(body) = 'blob' THEN length(salt) ELSE -1 END",
+		"CASE typeof(type) WHEN 'text' THEN type ELSE '!' || typeof(type) END",
+		"CASE typeof(time) WHEN 'integer' THEN time ELSE '!' || typeof(time) END",
+	}
 	for _, c := range columnNames {
-		cols = append(cols, "COALESCE('=' || "+c+", '-')")
+		cols = append(cols, "CASE typeof("+c+") WHEN 'text' THEN '=' || "+c+" WHEN 'null' THEN '-' ELSE '!' || typeof("+c+") END")
 	}
-	return `SELECT idx, salt || body, ` + strings.Join(cols, " || "+sep+" || ") + ` FROM audit_events ORDER BY idx`
+	return `SELECT idx, salt || body, ` + strings.Join(cols, " || char(31) || ") + ` FROM audit_events ORDER BY idx`
 }
 
 // streamEvents reads every event in index order. A second goroutine
@@ -132,29 +143,39 @@ func drainRaw(c <-chan []rawEvent) {
 	}
 }
 
-// streamRows reads a one-column query of bytes, in order.
-func streamRows(ctx context.Context, db *store.DB, q string) (<-chan [][]byte, *error) {
-	c := make(chan [][]byte, 8)
+// idBytes is a row of an id and bytes.
+type idBytes struct {
+	id   int64
+	data []byte
+}
+
+// streamRows reads a query of (id, bytes) rows, in order.
+func streamRows(ctx context.Context, db *store.DB, q string) (<-chan []idBytes, *error) {
+	c := make(chan []idBytes, 8)
 	errp := new(error)
 	go func() {
 		defer close(c)
 		*errp = queryRaw(ctx, db, q, func(rows driver.Rows) error {
-			dest := make([]driver.Value, 1)
-			chunk := make([][]byte, 0, chunkRows)
+			dest := make([]driver.Value, 2)
+			chunk := make([]idBytes, 0, chunkRows)
 			for {
 				if err := rows.Next(dest); err == io.EOF {
 					break
 				} else if err != nil {
 					return err
 				}
-				chunk = append(chunk, asBytes(dest[0]))
+				id, ok := dest[0].(int64)
+				if !ok {
+					return fmt.Errorf("unexpected id %T", dest[0])
+				}
+				chunk = append(chunk, idBytes{id, asBytes(dest[1])})
 				if len(chunk) == cap(chunk) {
 					select {
 					case c <- chunk:
 					case <-ctx.Done():
 						return ctx.Err()
 					}
-					chunk = make([][]byte, 0, chunkRows)
+					chunk = make([]idBytes, 0, chunkRows)
 				}
 			}
 			if len(chunk) > 0 {
@@ -267,22 +288,22 @@ func asString(v driver.Value) string {
 }
 
 type cursor struct {
-	c     <-chan [][]byte
-	chunk [][]byte
+	c     <-chan []idBytes
+	chunk []idBytes
 	i     int
 }
 
-func (c *cursor) next() ([]byte, bool) {
+func (c *cursor) next() (int64, []byte, bool) {
 	for c.i >= len(c.chunk) {
 		chunk, ok := <-c.c
 		if !ok {
-			return nil, false
+			return 0, nil, false
 		}
 		c.chunk, c.i = chunk, 0
 	}
 	r := c.chunk[c.i]
 	c.i++
-	return r, true
+	return r.id, r.data, true
 }
 
 type evCursor struct {

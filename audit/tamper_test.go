@@ -37,7 +37,7 @@ func TestVerifyNamesTheFirstTamperedIndex(t *testing.T) {
 		{
 			name: "edited event",
 			tamper: func(t *testing.T, db *store.DB) {
-				mustExec(t, db, `UPDATE audit_events SET body = REPLACE(body, 'aid_12', 'aid_99') WHERE idx = 12`)
+				mustExec(t, db, `UPDATE audit_events SET body = CAST(REPLACE(body, 'aid_12', 'aid_99') AS BLOB) WHERE idx = 12`)
 			},
 			index: 12, want: "edited",
 		},

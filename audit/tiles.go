@@ -61,23 +61,46 @@ func TilePath(t tlog.Tile) string {
 // Tile returns the data of tile t of the current origin's tree, which must
 // lie within its latest signed checkpoint. A full tile never changes.
 func (l *Log) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
-	if t.H != TileHeight || t.W < 1 || t.W > TileWidth || t.N < 0 || t.L < -1 || t.L > 7 {
-		return nil, ErrNoTile
-	}
 	cp, err := l.Latest(ctx)
 	if err != nil {
 		return nil, err
 	}
+	return l.tileOf(ctx, l.cur, cp.Size, t)
+}
+
+// TileOf returns tile t of origin no's tree: the current origin's up to
+// its latest checkpoint, an earlier origin's up to its end (none of its
+// tiles changes any more).
+func (l *Log) TileOf(ctx context.Context, no int64, t tlog.Tile) ([]byte, error) {
+	if no == l.cur.No {
+		return l.Tile(ctx, t)
+	}
+	origins, err := Origins(ctx, l.db)
+	if err != nil {
+		return nil, err
+	}
+	for i, o := range origins {
+		if o.No == no && i+1 < len(origins) {
+			return l.tileOf(ctx, &o, origins[i+1].Start-o.Start, t)
+		}
+	}
+	return nil, ErrNoTile
+}
+
+func (l *Log) tileOf(ctx context.Context, o *Origin, size int64, t tlog.Tile) ([]byte, error) {
+	if t.H != TileHeight || t.W < 1 || t.W > TileWidth || t.N < 0 || t.L < -1 || t.L > 7 {
+		return nil, ErrNoTile
+	}
 	// The tile holds hashes (or entries) N*256 … N*256+W-1 of level 8L;
 	// the last one exists once the tree covers its 2^(8L) leaves.
 	end := t.N*TileWidth + int64(t.W)
-	if lvl := TileHeight * max(t.L, 0); end > cp.Size>>lvl {
+	if lvl := TileHeight * max(t.L, 0); end > size>>lvl {
 		return nil, ErrNoTile
 	}
 	if t.W == TileWidth && t.L <= 0 {
 		// A full tile of level 0 or -1 was stored when it filled.
 		var data []byte
-		err := l.db.R.GetContext(ctx, &data, l.db.Rebind(`SELECT data FROM audit_tiles WHERE origin_no = ? AND level = ? AND n = ?`), l.cur.No, t.L, t.N)
+		err := l.db.R.GetContext(ctx, &data, l.db.Rebind(`SELECT data FROM audit_tiles WHERE origin_no = ? AND level = ? AND n = ?`), o.No, t.L, t.N)
 		if err == nil {
 			return data, nil
 		}
@@ -86,10 +109,10 @@ func (l *Log) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 		}
 	}
 	if t.L == -1 {
-		return l.entryBundle(ctx, t.N*TileWidth, end)
+		return l.entryBundle(ctx, o, t.N*TileWidth, end)
 	}
 	pr := l.proofs
-	pr.base = l.cur.HashBase
+	pr.base = o.HashBase
 	data, err := tlog.ReadTileData(t, rangeReader{pr})
 	if err != nil {
 		return nil, fmt.Errorf("audit: tile %s: %w", TilePath(t), err)
@@ -97,16 +120,33 @@ func (l *Log) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	return data, nil
 }
 
-// entryBundle reads the entries of the current origin's leaves [from, to).
-func (l *Log) entryBundle(ctx context.Context, from, to int64) ([]byte, error) {
+// OriginCheckpoint returns origin no's newest witnessed checkpoint, with
+// its cosignatures, or else its newest signed one.
+func (l *Log) OriginCheckpoint(ctx context.Context, no int64) ([]byte, error) {
+	var msg []byte
+	err := l.db.R.GetContext(ctx, &msg, l.db.Rebind(`SELECT note FROM audit_witnessed WHERE origin_no = ? ORDER BY id DESC LIMIT 1`), no)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = l.db.R.GetContext(ctx, &msg, l.db.Rebind(`SELECT note FROM audit_checkpoints WHERE origin_no = ? ORDER BY gsize DESC LIMIT 1`), no)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNoTile
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: checkpoint of origin %d: %w", no, err)
+	}
+	return msg, nil
+}
+
+// entryBundle reads the entries of origin o's leaves [from, to).
+func (l *Log) entryBundle(ctx context.Context, o *Origin, from, to int64) ([]byte, error) {
 	rows, err := l.db.R.QueryContext(ctx, l.db.Rebind(`SELECT idx, body, salt FROM audit_events WHERE idx >= ? AND idx < ? ORDER BY idx`),
-		l.cur.Start+from, l.cur.Start+to)
+		o.Start+from, o.Start+to)
 	if err != nil {
 		return nil, fmt.Errorf("audit: entry bundle: %w", err)
 	}
 	defer rows.Close()
 	out := make([]byte, 0, (to-from)*(2+EntrySize))
-	next := l.cur.Start + from
+	next := o.Start + from
 	var body, salt []byte
 	for rows.Next() {
 		var idx int64
@@ -124,7 +164,7 @@ func (l *Log) entryBundle(ctx context.Context, from, to int64) ([]byte, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("audit: entry bundle: %w", err)
 	}
-	if next != l.cur.Start+to {
+	if next != o.Start+to {
 		return nil, fmt.Errorf("audit: entry bundle: event %d is missing", next)
 	}
 	return out, nil

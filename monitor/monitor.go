@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,7 +26,9 @@ import (
 
 // Options configures a check.
 type Options struct {
-	// BaseURL is the instance's public URL; "/audit/" is appended.
+	// BaseURL is the instance's public URL, to which "/audit/" is
+	// appended; or the prefix of one origin of its journal, ending in
+	// "/audit/origins/<no>/".
 	BaseURL string
 	// Key is the log's note verifier key, from a source the caller trusts.
 	Key string
@@ -35,7 +38,12 @@ type Options struct {
 	Quorum    int
 	// State is the checkpoint kept from the previous run (nil: none, the
 	// first run trusts what it sees).
-	State      []byte
+	State []byte
+	// MaxAge, when set, is the oldest the quorum's cosignatures may be (by
+	// the witnesses' clocks): an instance that keeps serving an old
+	// checkpoint is a problem too.
+	MaxAge     time.Duration
+	Now        func() time.Time
 	HTTPClient *http.Client
 }
 
@@ -73,6 +81,9 @@ func Check(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("monitor: a quorum of %d needs as many --witness keys (%d given)", o.Quorum, len(ws))
 	}
 	base := strings.TrimSuffix(o.BaseURL, "/") + "/audit/"
+	if strings.Contains(o.BaseURL, "/audit/origins/") {
+		base = strings.TrimSuffix(o.BaseURL, "/") + "/"
+	}
 	opts := []torchwood.TileFetcherOption{torchwood.WithUserAgent("aidants-monitor")}
 	if o.HTTPClient != nil {
 		opts = append(opts, torchwood.WithHTTPClient(o.HTTPClient))
@@ -95,10 +106,24 @@ func Check(ctx context.Context, o Options) (*Result, error) {
 	}
 	res := &Result{Checkpoint: cp, Note: msg}
 	for _, c := range by {
-		res.Witnesses = append(res.Witnesses, c.Name)
+		res.Witnesses = append(res.Witnesses, witness.Label(c.Name))
 	}
 	if len(by) < o.Quorum {
 		return nil, &Problem{fmt.Sprintf("the checkpoint of %d events is cosigned by %d of the witnesses given, %d required", cp.Size, len(by), o.Quorum)}
+	}
+	if o.MaxAge > 0 && o.Quorum > 0 {
+		now := time.Now
+		if o.Now != nil {
+			now = o.Now
+		}
+		times := make([]time.Time, len(by))
+		for i, c := range by {
+			times[i] = c.Time
+		}
+		slices.SortFunc(times, func(a, b time.Time) int { return b.Compare(a) })
+		if age := now().Sub(times[o.Quorum-1]); age > o.MaxAge {
+			return nil, &Problem{fmt.Sprintf("the checkpoint served was cosigned %s ago, more than --max-age %s: the instance no longer has its journal witnessed", age.Round(time.Second), o.MaxAge)}
+		}
 	}
 	tree := tlog.Tree{N: cp.Size, Hash: cp.Root}
 	var from int64

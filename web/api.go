@@ -141,12 +141,24 @@ func writeNote(w http.ResponseWriter, note []byte) error {
 
 // auditTile serves the log as C2SP tlog-tiles: a full tile never changes
 // and is cacheable for ever; a partial one is replaced as the log grows.
+// Under /audit/origins/<no>/, an earlier origin's tiles, all final.
 func (s *Server) auditTile(w http.ResponseWriter, r *http.Request) error {
 	t, err := audit.ParseTilePath("tile/" + r.PathValue("path"))
 	if err != nil {
 		return &apiError{http.StatusNotFound, "no such tile"}
 	}
-	data, err := s.log.Tile(r.Context(), t)
+	var data []byte
+	final := t.W == audit.TileWidth
+	if no := r.PathValue("no"); no != "" {
+		n, perr := strconv.ParseInt(no, 10, 64)
+		if perr != nil || n < 1 || strconv.FormatInt(n, 10) != no {
+			return &apiError{http.StatusNotFound, "no such origin"}
+		}
+		data, err = s.log.TileOf(r.Context(), n, t)
+		final = final || n != s.log.OriginNo()
+	} else {
+		data, err = s.log.Tile(r.Context(), t)
+	}
 	if errors.Is(err, audit.ErrNoTile) || errors.Is(err, audit.ErrEmpty) {
 		return &apiError{http.StatusNotFound, "no such tile"}
 	}
@@ -154,13 +166,31 @@ func (s *Server) auditTile(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	if t.W == audit.TileWidth {
+	if final {
 		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	} else {
 		w.Header().Set("Cache-Control", "public, max-age=2")
 	}
 	_, err = w.Write(data)
 	return err
+}
+
+// auditOriginCheckpoint serves an origin's newest witnessed checkpoint (or
+// newest signed one): for the tiles under /audit/origins/<no>/.
+func (s *Server) auditOriginCheckpoint(w http.ResponseWriter, r *http.Request) error {
+	no := r.PathValue("no")
+	n, err := strconv.ParseInt(no, 10, 64)
+	if err != nil || n < 1 || strconv.FormatInt(n, 10) != no {
+		return &apiError{http.StatusNotFound, "no such origin"}
+	}
+	note, err := s.log.OriginCheckpoint(r.Context(), n)
+	if errors.Is(err, audit.ErrNoTile) {
+		return &apiError{http.StatusNotFound, "no such origin"}
+	}
+	if err != nil {
+		return err
+	}
+	return writeNote(w, note)
 }
 
 // auditKey serves the note verifier key of the log.
@@ -252,7 +282,7 @@ func (s *Server) publicJournal(w http.ResponseWriter, r *http.Request) error {
 			p.WitnessedAge = s.now().Sub(served.At)
 			p.Pending = served.Latest - served.Size
 			for _, c := range served.Witnesses {
-				p.CosignedBy = append(p.CosignedBy, witnessLabel(c.Name))
+				p.CosignedBy = append(p.CosignedBy, witness.Label(c.Name))
 			}
 		case errors.Is(err, witness.ErrNotYetWitnessed):
 			p.NotYetWitness = true
@@ -270,14 +300,6 @@ func (s *Server) publicJournal(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.render(w, r, http.StatusOK, "journal-public", p)
 	return nil
-}
-
-// witnessLabel names a witness for people.
-func witnessLabel(name string) string {
-	if name == witness.DevWitnessName {
-		return "témoin de développement (" + name + ")"
-	}
-	return name
 }
 
 // jwks publishes every signing key in use (mandates, ID and access

@@ -186,6 +186,10 @@ func (s *Server) routes() {
 	a.Handle("GET /audit/checkpoint", s.apiHandler(s.auditCheckpoint))
 	a.Handle("GET /audit/checkpoint/latest", s.apiHandler(s.auditLatestCheckpoint))
 	a.Handle("GET /audit/tile/{path...}", s.apiHandler(s.auditTile))
+	// Each origin of the journal as a log of its own (tlog-tiles prefix
+	// /audit/origins/<no>/): an earlier origin's tiles never change.
+	a.Handle("GET /audit/origins/{no}/checkpoint", s.apiHandler(s.auditOriginCheckpoint))
+	a.Handle("GET /audit/origins/{no}/tile/{path...}", s.apiHandler(s.auditTile))
 	a.Handle("GET /audit/key", s.apiHandler(s.auditKey))
 	a.Handle("GET /audit/proof/inclusion", s.apiHandler(s.auditInclusion))
 	a.Handle("GET /audit/proof/consistency", s.apiHandler(s.auditConsistency))

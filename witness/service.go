@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -167,11 +168,15 @@ func (s *Service) Round(ctx context.Context) error {
 		return s.follow(ctx)
 	}
 	w, err := s.log.Witnessed(ctx)
-	if err == nil && w.Size >= cp.Size {
-		return s.keep(w.Size, w.Note)
-	}
 	if err != nil && !errors.Is(err, audit.ErrNotWitnessed) {
 		return err
+	}
+	if err == nil && w.Size >= cp.Size {
+		// Already witnessed, unless the quorum or the witnesses changed
+		// since: then the same checkpoint is sent again.
+		if _, by, cerr := Cosigned(w.Note, s.logV, s.vs); cerr == nil && len(by) >= s.cfg.Quorum {
+			return s.keep(w.Size, w.Note)
+		}
 	}
 	return s.submit(ctx, cp)
 }
@@ -185,6 +190,12 @@ func (s *Service) submit(ctx context.Context, cp *audit.Checkpoint) error {
 		go func() {
 			defer wg.Done()
 			cosig, err := s.send(ctx, w, cp)
+			if err == nil {
+				// Keep only this witness's own cosignature, verified: a
+				// witness that answers anything else is one refusal, not
+				// a reason to drop the others' cosignatures.
+				cosig, err = ownCosignature(cp.Note, cosig, s.logV, w.Verifier)
+			}
 			switch {
 			case err == nil:
 				lines[i] = cosig
@@ -221,6 +232,23 @@ func (s *Service) submit(ctx context.Context, cp *audit.Checkpoint) error {
 		s.cfg.OnWitnessed(cp.Size, time.Now())
 	}
 	return nil
+}
+
+// ownCosignature returns the one line of answer by which w cosigned the
+// signed checkpoint msg, verified, or a refusal.
+func ownCosignature(msg, answer []byte, logV note.Verifier, w *Verifier) ([]byte, error) {
+	_, by, err := Cosigned(append(bytes.Clone(msg), answer...), logV, []*Verifier{w})
+	if err != nil || len(by) != 1 {
+		return nil, &RefusedError{Kind: ErrBadSignature, Message: fmt.Sprintf("the answer holds no valid cosignature of %s (%v)", w.Name(), err)}
+	}
+	for _, l := range strings.SplitAfter(string(answer), "\n") {
+		if strings.HasPrefix(l, "— "+w.Name()+" ") {
+			if _, b, err := Cosigned(append(bytes.Clone(msg), l...), logV, []*Verifier{w}); err == nil && len(b) == 1 {
+				return []byte(l), nil
+			}
+		}
+	}
+	return nil, &RefusedError{Kind: ErrBadSignature, Message: "no cosignature line of " + w.Name()}
 }
 
 // send submits cp to one witness, from the size it holds.
@@ -270,6 +298,14 @@ func (s *Service) keep(size int64, msg []byte) error {
 	defer s.mu.Unlock()
 	if size <= s.state && s.state > 0 {
 		return nil
+	}
+	// Another process (the command line, another instance) may have kept
+	// a newer one of the same origin: never go backwards.
+	if kept, err := audit.ReadStateFile(s.cfg.StateFile); err == nil && kept != nil {
+		if cp, err := audit.ParseCheckpoint(kept, s.log.VerifierKey()); err == nil && cp.Size > size {
+			s.state = cp.Size
+			return nil
+		}
 	}
 	if s.cfg.StateFile != "" {
 		if err := audit.WriteStateFile(s.cfg.StateFile, msg); err != nil {
@@ -342,10 +378,8 @@ func (s *Service) Probe(ctx context.Context) error {
 	if len(s.cfg.Witnesses) == 0 {
 		return nil
 	}
-	head, err := s.log.Latest(ctx)
-	if errors.Is(err, audit.ErrEmpty) {
-		head = &audit.Checkpoint{}
-	} else if err != nil {
+	head, err := s.log.Head(ctx)
+	if err != nil {
 		return err
 	}
 	probe, old := head.Note, int64(0)
@@ -377,9 +411,12 @@ func (s *Service) Probe(ctx context.Context) error {
 				return &audit.RollbackError{Msg: fmt.Sprintf("the witness %s holds %d events of the journal %q but the database only %d: an older backup was restored or the database replaced. Nothing will be written: restore a backup that reaches %d events, or continue the journal under a new origin with `aidants audit new-origin` (docs/WITNESSES.md)",
 					w.Verifier.Name(), ce.Size, s.logV.Name(), head.Size, ce.Size)}
 			}
-			s.mu.Lock()
-			s.known[w.URL] = ce.Size
-			s.mu.Unlock()
+			// The witness holds fewer events than the database: the
+			// database must extend what it holds, or it is another
+			// history (a restored backup written on past it).
+			if err := s.probeExtends(ctx, w, ce.Size, head); err != nil {
+				return err
+			}
 		case errors.Is(err, ErrInconsistent):
 			return &audit.RollbackError{Msg: fmt.Sprintf("the witness %s holds another history of the journal %q at %d events than the one kept in %s: the database or the state file was replaced. Nothing will be written (docs/WITNESSES.md)",
 				w.Verifier.Name(), s.logV.Name(), old, s.cfg.StateFile)}
@@ -388,6 +425,37 @@ func (s *Service) Probe(ctx context.Context) error {
 		default:
 			s.logger.Warn("a witness could not be reached at start", "witness", w.Verifier.Name(), "err", err.Error())
 		}
+	}
+	return nil
+}
+
+// probeExtends sends the database's head to a witness that holds size
+// events of the log, with a consistency proof from there: a refusal as
+// inconsistent is another history under the same origin.
+func (s *Service) probeExtends(ctx context.Context, w Endpoint, size int64, head *audit.Checkpoint) error {
+	var proof tlog.TreeProof
+	if size > 0 && size < head.Size {
+		p, err := s.log.Consistency(ctx, size, head.Size)
+		if err != nil {
+			return err
+		}
+		proof = p.Hashes
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := AddCheckpoint(pctx, s.cfg.HTTPClient, w.URL, size, proof, head.Note)
+	switch {
+	case err == nil:
+		s.mu.Lock()
+		s.known[w.URL] = head.Size
+		s.mu.Unlock()
+	case errors.Is(err, ErrInconsistent):
+		return &audit.RollbackError{Msg: fmt.Sprintf("the witness %s holds %d events of the journal %q, and the database's %d events do not extend them: it holds another history (an older backup restored and written on, or another instance's database). Nothing will be written: restore a backup of this instance that extends what the witnesses cosigned, or continue the journal under a new origin with `aidants audit new-origin` (docs/WITNESSES.md)",
+			w.Verifier.Name(), size, s.logV.Name(), head.Size)}
+	case IsRefusal(err):
+		s.logger.Error("a witness refuses the log at start", "witness", w.Verifier.Name(), "err", err.Error())
+	default:
+		s.logger.Warn("a witness could not be reached at start", "witness", w.Verifier.Name(), "err", err.Error())
 	}
 	return nil
 }
@@ -412,7 +480,7 @@ type Served struct {
 	Note      []byte
 	Size      int64
 	Witnesses []Cosignature // the quorum's cosignatures (none with a quorum of 0)
-	At        time.Time     // when it was witnessed (signed, with a quorum of 0)
+	At        time.Time     // when the quorum cosigned it, by the witnesses' clocks
 	Latest    int64         // size of the newest signed checkpoint
 }
 
@@ -445,7 +513,21 @@ func (s *Service) Served(ctx context.Context) (*Served, error) {
 	if len(by) < s.cfg.Quorum {
 		return nil, ErrNotYetWitnessed
 	}
-	return &Served{Note: w.Note, Size: w.Size, Witnesses: by, At: w.At, Latest: latest.Size}, nil
+	return &Served{Note: w.Note, Size: w.Size, Witnesses: by, At: quorumTime(by, s.cfg.Quorum), Latest: latest.Size}, nil
+}
+
+// quorumTime is when the quorum was reached, as the witnesses say: the
+// quorum-th newest of their cosignature times.
+func quorumTime(by []Cosignature, quorum int) time.Time {
+	ts := make([]time.Time, len(by))
+	for i, c := range by {
+		ts[i] = c.Time
+	}
+	slices.SortFunc(ts, func(a, b time.Time) int { return b.Compare(a) })
+	if quorum < 1 || quorum > len(ts) {
+		return time.Time{}
+	}
+	return ts[quorum-1]
 }
 
 // Names are the configured witnesses' names, "témoin de développement"
@@ -453,13 +535,18 @@ func (s *Service) Served(ctx context.Context) (*Served, error) {
 func (s *Service) Names() []string {
 	var out []string
 	for _, w := range s.cfg.Witnesses {
-		n := w.Verifier.Name()
-		if w.Dev {
-			n = "témoin de développement (" + n + ")"
-		}
-		out = append(out, n)
+		out = append(out, Label(w.Verifier.Name()))
 	}
 	return out
+}
+
+// Label names a witness for people: the development witness says what it
+// is.
+func Label(name string) string {
+	if name == DevWitnessName {
+		return "témoin de développement (" + name + ")"
+	}
+	return name
 }
 
 // Verifiers are the configured witnesses' keys.

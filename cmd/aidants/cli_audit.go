@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"aidants/audit"
+	"aidants/config"
 	"aidants/monitor"
 	"aidants/store"
 	"aidants/witness"
@@ -54,7 +58,8 @@ func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		olds = append(olds, kept)
 	}
 	start := time.Now()
-	res, err := audit.VerifyLog(ctx, in.db, in.log.VerifierKey(), olds...)
+	res, err := audit.VerifyWith(ctx, in.db, in.log.VerifierKey(), audit.VerifyOptions{Old: olds,
+		Witnesses: in.witnessing.Verifiers(), Quorum: in.cfg.Audit.WitnessQuorum})
 	var te *audit.TamperError
 	if errors.As(err, &te) {
 		return fmt.Errorf("audit verify: FAILED at index %d: %s", te.Index, te.Msg)
@@ -242,6 +247,13 @@ func cmdAuditVerifyReceipt(ctx context.Context, args []string, stdout, stderr io
 	if q > len(vs) {
 		return usagef("audit verify-receipt: --quorum %d needs as many witness keys (%d given)", q, len(vs))
 	}
+	var head struct {
+		Origin string `json:"origin"`
+	}
+	if json.Unmarshal(data, &head) == nil && head.Origin != "" && *key == "" && head.Origin != strings.SplitN(vkey, "+", 2)[0] {
+		return fmt.Errorf("audit verify-receipt: this receipt is of the journal's origin %q, not of the instance's current origin %q: give %q's key with --key (its checkpoints are at /audit/origins/<n>/checkpoint)",
+			head.Origin, strings.SplitN(vkey, "+", 2)[0], head.Origin)
+	}
 	check, err := audit.VerifyReceipt(data, vkey, vs, q)
 	var re *audit.ReceiptError
 	if errors.As(err, &re) {
@@ -260,7 +272,11 @@ func cmdAuditVerifyReceipt(ctx context.Context, args []string, stdout, stderr io
 	ev := check.Event
 	cosigned := "no witness asked"
 	if q > 0 {
-		cosigned = fmt.Sprintf("cosigned by %s (%d required)", strings.Join(check.Witnesses, ", "), q)
+		names := make([]string, len(check.Witnesses))
+		for i, n := range check.Witnesses {
+			names[i] = witness.Label(n)
+		}
+		cosigned = fmt.Sprintf("cosigned by %s (%d required)", strings.Join(names, ", "), q)
 	}
 	fmt.Fprintf(stdout, "valid: event %s of %s is in the log signed by %s, %s\n", ev.Type, ev.Time.UTC().Format(time.RFC3339), strings.SplitN(vkey, "+", 2)[0], cosigned)
 	return nil
@@ -280,6 +296,7 @@ func cmdAuditMonitor(ctx context.Context, args []string, stdout, _ io.Writer) er
 	f.Var(&witnesses, "witness", "a witness's cosignature verifier key (repeat for each)")
 	quorum := f.Int("quorum", -1, "how many of the witnesses must have cosigned (default: all of them)")
 	state := f.String("state", "", "a file keeping the last checkpoint seen, between runs")
+	maxAge := f.Duration("max-age", 0, "fail when the quorum's cosignatures are older than this (e.g. 1h; default: no limit)")
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
@@ -298,7 +315,7 @@ func cmdAuditMonitor(ctx context.Context, args []string, stdout, _ io.Writer) er
 	if q < 0 {
 		q = len(witnesses)
 	}
-	res, err := monitor.Check(ctx, monitor.Options{BaseURL: *base, Key: string(key), Witnesses: witnesses, Quorum: q, State: kept})
+	res, err := monitor.Check(ctx, monitor.Options{BaseURL: *base, Key: string(key), Witnesses: witnesses, Quorum: q, State: kept, MaxAge: *maxAge})
 	if monitor.IsProblem(err) {
 		return fmt.Errorf("audit monitor: FAILED: %w", err)
 	}
@@ -316,6 +333,7 @@ func cmdAuditNewOrigin(ctx context.Context, args []string, stdout, stderr io.Wri
 	f := newFlags("audit new-origin")
 	env := addEnvFlags(f)
 	reason := f.String("reason", "", "one line saying why (kept in the journal)")
+	force := f.Bool("force", false, "go on although nothing tells how many events are lost (no state file, no witness answered)")
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
@@ -358,6 +376,16 @@ func cmdAuditNewOrigin(ctx context.Context, args []string, stdout, stderr io.Wri
 			}
 		}
 	}
+	if prev.Witnessed == nil {
+		// No checkpoint of this origin kept here: ask the witnesses what
+		// they hold of it, so that the events lost are recorded.
+		if prev.WitnessedSize, prev.WitnessedBy, err = askWitnesses(ctx, cfg, db, cur); err != nil {
+			return fmt.Errorf("audit new-origin: %w", err)
+		}
+		if len(prev.WitnessedBy) == 0 && !*force {
+			return fmt.Errorf("audit new-origin: neither the witness state file %s nor any witness tells how many events of %s were published: restore the state file, make a witness answer, or, knowing the loss goes unrecorded, give --force", statePath, cur.Name)
+		}
+	}
 	cp, start, err := audit.StartOrigin(ctx, db, cfg.Audit.SigningKey, prev, time.Now())
 	if err != nil {
 		return fmt.Errorf("audit new-origin: %w", err)
@@ -365,8 +393,46 @@ func cmdAuditNewOrigin(ctx context.Context, args []string, stdout, stderr io.Wri
 	lost := ""
 	if w := prev.Witnessed; w != nil {
 		lost = fmt.Sprintf("; its witnesses had cosigned %d events (%d lost, recorded in the first event)", w.Size, max(w.Size-(start-cur.Start), 0))
+	} else if len(prev.WitnessedBy) > 0 {
+		lost = fmt.Sprintf("; its witnesses hold %d events (%d lost, recorded in the first event)", prev.WitnessedSize, max(prev.WitnessedSize-(start-cur.Start), 0))
 	}
-	fmt.Fprintf(stdout, "audit new-origin: the journal goes on under %s from position %d; %s stops at %d events%s. Register %s and its key with each witness before starting the service (docs/WITNESSES.md).\n",
-		cp.Origin, start, cur.Name, start-cur.Start, lost, cp.Origin)
+	fmt.Fprintf(stdout, "audit new-origin: the journal goes on under %s from position %d; %s stops at %d events%s. Register %s and its key with each witness before starting the service, publish the new key, and purge any cache of /audit/tile/ (the old origin's tiles stay at /audit/origins/%d/) (docs/WITNESSES.md).\n",
+		cp.Origin, start, cur.Name, start-cur.Start, lost, cp.Origin, cur.No)
 	return nil
+}
+
+// askWitnesses asks each configured witness the size it holds of origin o,
+// by sending o's newest stored checkpoint from size 0 (the answer is 409
+// with its size, or a cosignature when it holds exactly that).
+func askWitnesses(ctx context.Context, cfg config.Config, db *store.DB, o audit.Origin) (int64, []string, error) {
+	var msg []byte
+	err := db.R.GetContext(ctx, &msg, db.Rebind(`SELECT note FROM audit_checkpoints WHERE origin_no = ? ORDER BY gsize DESC LIMIT 1`), o.No)
+	if errors.Is(err, sql.ErrNoRows) || len(cfg.Audit.Witnesses) == 0 {
+		return 0, nil, nil // nothing to send, or nobody to ask
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	cp, err := audit.ParseCheckpoint(msg, o.VKey)
+	if err != nil {
+		return 0, nil, err
+	}
+	wc, err := witnessConfig(cfg, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	var size int64
+	var by []string
+	hc := &http.Client{Timeout: 10 * time.Second}
+	for _, w := range wc.Witnesses {
+		_, err := witness.AddCheckpoint(ctx, hc, w.URL, 0, nil, msg)
+		var ce *witness.ConflictError
+		switch {
+		case err == nil:
+			size, by = max(size, cp.Size), append(by, w.Verifier.Name())
+		case errors.As(err, &ce):
+			size, by = max(size, ce.Size), append(by, w.Verifier.Name())
+		}
+	}
+	return size, by, nil
 }

@@ -243,11 +243,15 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, logger *slog
 		return nil, err
 	}
 	if kept != nil {
-		var re *audit.RollbackError
-		if err := log.CheckState(ctx, kept, statePath); errors.As(err, &re) {
+		// A journal that cannot be compared with the kept checkpoint (a
+		// hash row missing, say) is not appended to either; it stays
+		// readable, so that audit verify can name what is wrong.
+		if err := log.CheckState(ctx, kept, statePath); err != nil {
+			var re *audit.RollbackError
+			if !errors.As(err, &re) {
+				re = &audit.RollbackError{Msg: fmt.Sprintf("the journal could not be compared with the checkpoint kept in %s (%v). Nothing will be written: run aidants audit verify", statePath, err)}
+			}
 			log.Refuse(re)
-		} else if err != nil {
-			return nil, err
 		}
 	}
 	wcfg, err := witnessConfig(cfg, logger)

@@ -103,7 +103,7 @@ func TestPersonSeesMandatesAndActionsGetsReceiptsExportsAndRevokes(t *testing.T)
 	os.WriteFile(file, receipt, 0o600)
 	out.Reset()
 	if err := run(context.Background(), []string{"audit", "verify-receipt", file, "--dev", "--data", s.Data}, &out, &errb); err != nil ||
-		!strings.HasPrefix(out.String(), "valid:") || !strings.Contains(out.String(), "cosigned by dev.aidants.localhost/witness") {
+		!strings.HasPrefix(out.String(), "valid:") || !strings.Contains(out.String(), "cosigned by témoin de développement (dev.aidants.localhost/witness)") {
 		t.Fatalf("verify-receipt: %v %s", err, out.String())
 	}
 	_, key := fetch(t, s.URL+"/audit/key")

@@ -293,6 +293,10 @@ func TestTwoLitewitnessesCosignAndReceiptsCarryThem(t *testing.T) {
 			if out := mon.ok("audit", "monitor", "--url", s.URL, "--key", keyFile, w1, w2, "--state", state); !strings.Contains(out, "2 new entries") {
 				t.Fatalf("monitor, second run: %s", out)
 			}
+			time.Sleep(1100 * time.Millisecond) // cosignature times are in seconds
+			if _, err := mon.run("audit", "monitor", "--url", s.URL, "--key", keyFile, w1, w2, "--state", state, "--max-age", "1ms"); err == nil || !strings.Contains(err.Error(), "more than --max-age") {
+				t.Fatalf("monitor --max-age: %v", err)
+			}
 			if out := c.ok("audit", "verify"); !strings.Contains(out, "reaches the witnessed checkpoint") || !strings.Contains(out, "every column matches") {
 				t.Fatalf("audit verify: %s", out)
 			}
@@ -399,11 +403,17 @@ func TestOlderBackupRestoredIsRefused(t *testing.T) {
 			}
 			os.Rename(j.stateFile+".moved", j.stateFile)
 
-			// Recovery: a new origin, registered with the witness.
+			// Recovery: a new origin, registered with the witness. On
+			// PostgreSQL the state file is lost too: the witness is asked.
 			old := j.origin
 			j.setKey("restored.aidants.invalid/audit/2")
+			want := fmt.Sprintf("its witnesses had cosigned %d events (%d lost", witnessed, witnessed-before)
+			if d == store.Postgres {
+				os.Remove(j.stateFile)
+				want = fmt.Sprintf("its witnesses hold %d events (%d lost", witnessed, witnessed-before)
+			}
 			out := j.cli().ok("audit", "new-origin", "--reason", "sauvegarde de la veille restaurée")
-			if !strings.Contains(out, fmt.Sprintf("its witnesses had cosigned %d events (%d lost", witnessed, witnessed-before)) {
+			if !strings.Contains(out, want) {
 				t.Fatalf("new-origin: %s", out)
 			}
 			j.cli().ok("audit", "verify") // the old origin's witnessed checkpoint is recorded
@@ -417,6 +427,35 @@ func TestOlderBackupRestoredIsRefused(t *testing.T) {
 			}
 			if out := j.cli().ok("org", "list"); !strings.Contains(out, "Structure 1") || !strings.Contains(out, "Structure 20") {
 				t.Fatalf("both origins' data: %s", out)
+			}
+			// A person's receipt of the old origin verifies with the old
+			// origin's key, which the command asks for by name.
+			in2, err := open(context.Background(), mustLoad(t, j.config()), newLogger(mustLoad(t, j.config()), io.Discard))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := in2.log.ReceiptFor(context.Background(), 1, "")
+			in2.Close()
+			if err != nil || r.Origin != old {
+				t.Fatalf("receipt of the old origin: %v %+v", err, r)
+			}
+			raw, _ := json.Marshal(r)
+			rf := filepath.Join(t.TempDir(), "recu.json")
+			os.WriteFile(rf, raw, 0o600)
+			if _, err := j.cli().run("audit", "verify-receipt", rf); err == nil || !strings.Contains(err.Error(), "give \""+old+"\"'s key with --key") {
+				t.Fatalf("an old origin's receipt with the configuration: %v", err)
+			}
+			// The old origin stays a log of its own, under its own prefix,
+			// readable by any tlog client with its own key.
+			oldKey := filepath.Join(t.TempDir(), "old.vkey")
+			vk, _ := audit.VerifierKey(strings.TrimSpace(string(must(os.ReadFile(filepath.Join(j.dir, strings.ReplaceAll(old, "/", "_")+".key"))))))
+			os.WriteFile(oldKey, []byte(vk), 0o644)
+			if out, err := (cli{t: t}).run("audit", "monitor", "--url", s.URL+"/audit/origins/1/", "--key", oldKey, "--state", filepath.Join(t.TempDir(), "st")); err != nil ||
+				!strings.Contains(out, fmt.Sprintf("%d events", before)) {
+				t.Fatalf("monitor of the old origin: %v %s", err, out)
+			}
+			if out, err := (cli{t: t}).run("audit", "verify-receipt", rf, "--key", vk); err != nil || !strings.HasPrefix(out, "valid:") {
+				t.Fatalf("an old origin's receipt with its key: %v %s", err, out)
 			}
 			in, err := open(context.Background(), mustLoad(t, j.config()), newLogger(mustLoad(t, j.config()), io.Discard))
 			if err != nil {
@@ -432,44 +471,64 @@ func TestOlderBackupRestoredIsRefused(t *testing.T) {
 	}
 }
 
-// TestWitnessRefusingAForkIsLoggedAndReadsGoOn serves, under the same
-// origin and key, another history than the one the witness cosigned (the
-// state file lost with it): the witness refuses it, the instance logs and
-// counts the refusal, and keeps serving reads and writes.
-func TestWitnessRefusingAForkIsLoggedAndReadsGoOn(t *testing.T) {
+// TestAnotherHistoryIsRefusedAtStartEvenWithoutTheStateFile serves, under
+// the same origin and key, another history longer than what the witness
+// cosigned, with the state file gone: the start-up probe sends it to the
+// witness with a consistency proof, the witness refuses, and serve exits
+// with its one-line reason.
+func TestAnotherHistoryIsRefusedAtStartEvenWithoutTheStateFile(t *testing.T) {
 	j := newJournalSetup(t, store.SQLite, "forked.aidants.invalid/audit")
 	j.withWitnesses(1, 1)
 	j.addOrganisations(0, 2)
 	s := j.serve()
 	waitWitnessed(t, s, j, 1)
 	s.Stop()
-
 	fork := j.clone(store.SQLite)
 	fork.addOrganisations(100, 6) // more events than the witness holds, not the same ones
-	s = fork.serve()
+	if why := refusedServe(t, fork); !strings.Contains(why, "another history") {
+		t.Fatalf("serve on another history: %s", why)
+	}
+}
+
+// TestSplitViewIsRefusedByTheWitnessAndReadsGoOn runs two instances with
+// the same key on two copies of one database — one history shown to some,
+// another to others — with the same witness: once the first has had its
+// longer history cosigned, the witness refuses every checkpoint of the
+// second; the second logs and counts the refusal, and keeps serving reads
+// and writes.
+func TestSplitViewIsRefusedByTheWitnessAndReadsGoOn(t *testing.T) {
+	a := newJournalSetup(t, store.SQLite, "split.aidants.invalid/audit")
+	a.withWitnesses(1, 1)
+	a.addOrganisations(0, 2)
+	sa := a.serve()
+	waitWitnessed(t, sa, a, 1)
+	b := a.clone(store.SQLite)
+	a.cli().ok("backup", b.dsn) // the same history, up to what was witnessed
+	sb := b.serve()
+	a.addOrganisations(10, 3)
+	waitWitnessed(t, sa, a, 1)
+	b.addOrganisations(200, 4) // another history from there
 	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(s.Log.String(), "a witness refused the log's checkpoint") {
+	for !strings.Contains(sb.Log.String(), "a witness refused the log's checkpoint") {
 		if time.Now().After(deadline) {
-			t.Fatalf("no refusal logged:\n%s", s.Log)
+			t.Fatalf("no refusal logged:\n%s", sb.Log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	_, metrics := fetch(t, s.URL+"/metrics")
+	_, metrics := fetch(t, sb.URL+"/metrics")
 	if !strings.Contains(string(metrics), `aidants_witness_refused_total{witness="witness-1.test.invalid"}`) ||
 		strings.Contains(string(metrics), `aidants_witness_refused_total{witness="witness-1.test.invalid"} 0`) {
 		t.Fatalf("the refusal is not counted:\n%s", metrics)
 	}
-	if st, _ := fetch(t, s.URL+"/audit/checkpoint"); st != http.StatusServiceUnavailable {
-		t.Fatalf("/audit/checkpoint of an unwitnessed fork: %d", st)
-	}
-	for _, p := range []string{"/audit/checkpoint/latest", "/journal-public", "/audit/tile/entries/000.p/3"} {
-		if st, body := fetch(t, s.URL+p); st != http.StatusOK {
+	for _, p := range []string{"/audit/checkpoint", "/audit/checkpoint/latest", "/journal-public", "/audit/tile/entries/000.p/3"} {
+		if st, body := fetch(t, sb.URL+p); st != http.StatusOK {
 			t.Fatalf("%s: %d %s", p, st, body)
 		}
 	}
-	fork.addOrganisations(200, 1) // writes go on
-	if n := j.witnesses[0].TreeSize(t, j.origin); n >= 8 {
-		t.Fatalf("the witness took the fork: %d events", n)
+	b.addOrganisations(300, 1) // writes go on
+	sizeA, _, _ := thirdPartyCheckpoint(t, sa.URL)
+	if n := a.witnesses[0].TreeSize(t, a.origin); n != sizeA {
+		t.Fatalf("the witness holds %d events, the first instance %d", n, sizeA)
 	}
 }
 
@@ -586,4 +645,11 @@ func TestOneOfTwoServersOnPostgresSubmits(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -68,10 +68,11 @@ CREATE TABLE audit_checkpoints (
 );
 
 CREATE TABLE audit_witnessed (
-    gsize       BIGINT PRIMARY KEY,
+    id          BIGINT PRIMARY KEY,            -- 1, 2, … in the order stored
+    gsize       BIGINT NOT NULL,               -- never decreasing with id
     origin_no   INTEGER NOT NULL,
     size        BIGINT NOT NULL,
-    note        BYTEA NOT NULL,
+    note        BYTEA NOT NULL,                 -- the checkpoint with its cosignatures
     created_at  BIGINT NOT NULL
 );
 

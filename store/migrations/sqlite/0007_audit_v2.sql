@@ -1,4 +1,7 @@
 -- Format 2 of the journal (SPEC §6.1): the journal against its own operator.
+-- Its tables are STRICT: a value of another type than its column's is
+-- refused (audit verify checks each column's type as well, since an
+-- operator could rebuild a table).
 --
 -- Each event gets a 32-byte random salt; its public entry is
 -- SHA-256(salt ‖ canonical body) and its leaf hash tlog.RecordHash(entry), so
@@ -32,10 +35,10 @@ CREATE TABLE audit_origins (
     no          INTEGER PRIMARY KEY,           -- 1, 2, … in the order they started
     origin      TEXT NOT NULL UNIQUE,
     vkey        TEXT NOT NULL,                 -- note verifier key of its checkpoints
-    start_idx   BIGINT NOT NULL,               -- global position of its first event
-    hash_base   BIGINT NOT NULL,               -- audit_hashes id of its stored hash 0
-    created_at  BIGINT NOT NULL
-);
+    start_idx   INTEGER NOT NULL,              -- global position of its first event
+    hash_base   INTEGER NOT NULL,              -- audit_hashes id of its stored hash 0
+    created_at  INTEGER NOT NULL
+) STRICT;
 
 CREATE TABLE audit_events (
     idx              INTEGER PRIMARY KEY,      -- global position, from 0 (the rowid)
@@ -44,38 +47,39 @@ CREATE TABLE audit_events (
     -- The columns below are copies of body fields for queries; audit verify
     -- recomputes each from the body.
     type             TEXT NOT NULL,
-    time             BIGINT NOT NULL,
+    time             INTEGER NOT NULL,
     organisation_id  TEXT,
     aidant_id        TEXT,
     usager_id        TEXT,
     mandate_id       TEXT,
     service_id       TEXT,
     demarches        TEXT                       -- ",code,code," for LIKE filters
-);
+) STRICT;
 CREATE INDEX audit_events_usager ON audit_events(usager_id, idx) WHERE usager_id IS NOT NULL;
 CREATE INDEX audit_events_organisation ON audit_events(organisation_id, idx) WHERE organisation_id IS NOT NULL;
 
 CREATE TABLE audit_hashes (
     id    INTEGER PRIMARY KEY,                 -- hash_base + tlog.StoredHashIndex (the rowid)
     hash  BLOB NOT NULL
-);
+) STRICT;
 
 CREATE TABLE audit_checkpoints (
     gsize       INTEGER PRIMARY KEY,           -- start_idx + size: unique across origins
     origin_no   INTEGER NOT NULL,
-    size        BIGINT NOT NULL,
+    size        INTEGER NOT NULL,
     note        BLOB NOT NULL,                 -- signed note, C2SP tlog-checkpoint
-    created_at  BIGINT NOT NULL
-);
+    created_at  INTEGER NOT NULL
+) STRICT;
 
 -- Checkpoints that reached the witness quorum, with the cosignatures.
 CREATE TABLE audit_witnessed (
-    gsize       INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY,           -- 1, 2, … in the order stored
+    gsize       INTEGER NOT NULL,              -- never decreasing with id
     origin_no   INTEGER NOT NULL,
-    size        BIGINT NOT NULL,
+    size        INTEGER NOT NULL,
     note        BLOB NOT NULL,                 -- the checkpoint with its cosignatures
-    created_at  BIGINT NOT NULL
-);
+    created_at  INTEGER NOT NULL
+) STRICT;
 
 -- Full tiles (c2sp.org/tlog-tiles), written once by the writer when the
 -- 256th leaf of a tile is appended, so that a mirror's request is one row:
@@ -84,18 +88,18 @@ CREATE TABLE audit_witnessed (
 CREATE TABLE audit_tiles (
     origin_no   INTEGER NOT NULL,
     level       INTEGER NOT NULL,
-    n           BIGINT NOT NULL,
+    n           INTEGER NOT NULL,
     data        BLOB NOT NULL,
     PRIMARY KEY (origin_no, level, n)
-) WITHOUT ROWID;
+) WITHOUT ROWID, STRICT;
 
 CREATE TABLE audit_head (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     origin_no   INTEGER NOT NULL,              -- 0 until the first origin is registered
-    size        BIGINT NOT NULL,               -- events of the current origin
+    size        INTEGER NOT NULL,              -- events of the current origin
     root        BLOB NOT NULL,
-    updated_at  BIGINT NOT NULL
-);
+    updated_at  INTEGER NOT NULL
+) STRICT;
 INSERT INTO audit_head (id, origin_no, size, root, updated_at) VALUES (1, 0, 0, X'', 0);
 
 CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
