@@ -21,7 +21,7 @@ import (
 const HotUsager = "usa_hot000000000000000000000"
 
 // fixtureVersion changes when the fixtures' content or schema changes.
-const fixtureVersion = 5
+const fixtureVersion = 6
 
 // fixture returns the path of a SQLite log of n events, generating it
 // through the real writer (synchronous=OFF, 10,000 events per unit) when
