@@ -21,6 +21,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"aidants/audit"
+	"aidants/internal/jwtverify"
 	"aidants/keys"
 	"aidants/mandate"
 	"aidants/provider"
@@ -89,15 +90,14 @@ func (api *API) bearer(w http.ResponseWriter, r *http.Request) *Auditor {
 	if !strings.EqualFold(scheme, "Bearer") || raw == "" {
 		return bad("a Bearer access token is required")
 	}
-	tok, err := jose.ParseSigned(strings.TrimSpace(raw), []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil || len(tok.Signatures) != 1 {
+	tok, err := jwtverify.Parse(raw, jose.ES256)
+	if err != nil {
 		return bad("not an access token of this instance")
 	}
-	h := tok.Signatures[0].Protected
-	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != "at+jwt" {
+	if tok.Type != "at+jwt" {
 		return bad("not an access token (typ)")
 	}
-	key, ok, err := api.keys.Public(r.Context(), h.KeyID)
+	key, ok, err := api.keys.Public(r.Context(), tok.KeyID)
 	if err != nil {
 		api.serverError(w, fmt.Errorf("auditor: bearer: keys: %w", err))
 		return nil
@@ -105,20 +105,18 @@ func (api *API) bearer(w http.ResponseWriter, r *http.Request) *Auditor {
 	if !ok {
 		return bad("unknown signing key")
 	}
-	payload, err := tok.Verify(key)
-	if err != nil {
-		return bad("the signature does not verify")
-	}
 	var c struct {
-		Iss      string `json:"iss"`
-		Aud      string `json:"aud"`
 		ClientID string `json:"client_id"`
 		Scope    string `json:"scope"`
-		Exp      int64  `json:"exp"`
 	}
-	if json.Unmarshal(payload, &c) != nil || c.Iss != api.provider.Issuer() || c.Aud != api.audience() ||
-		!slices.Contains(strings.Fields(c.Scope), Scope) || !api.now().Before(time.Unix(c.Exp, 0)) {
+	if _, err := tok.Verify(key, jwtverify.Expect{Type: "at+jwt", Issuer: api.provider.Issuer(), Audience: []string{api.audience()}, Now: api.now()}, &c); err != nil {
+		if errors.Is(err, jwtverify.ErrSignature) {
+			return bad("the signature does not verify")
+		}
 		return bad("expired, or not a token for this API")
+	}
+	if !slices.Contains(strings.Fields(c.Scope), Scope) {
+		return bad("not a token for this API (scope)")
 	}
 	a, err := api.Get(r.Context(), c.ClientID)
 	if errors.Is(err, store.ErrNotFound) {

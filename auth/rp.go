@@ -16,6 +16,8 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
+
+	"aidants/internal/jwtverify"
 )
 
 // SigningAlgs is the allow-list of ID-token algorithms: asymmetric only,
@@ -220,11 +222,10 @@ func (p *rp) verifyingKey(ctx context.Context, raw string) (string, error) {
 	if err := p.ready(ctx); err != nil {
 		return "", err
 	}
-	tok, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.PS256})
-	if err != nil || len(tok.Signatures) != 1 {
+	tok, err := jwtverify.Parse(raw, jose.ES256, jose.RS256, jose.PS256)
+	if err != nil {
 		return "", fmt.Errorf("%w: evidence token: %v", ErrBadToken, err)
 	}
-	kid := tok.Signatures[0].Header.KeyID
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.jwksURI, nil)
@@ -240,14 +241,9 @@ func (p *rp) verifyingKey(ctx context.Context, raw string) (string, error) {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
 		return "", fmt.Errorf("%w: %s jwks: %v", ErrProviderUnavailable, p.name, err)
 	}
-	for _, k := range set.Keys {
-		if kid != "" && k.KeyID != kid {
-			continue
-		}
-		if _, err := tok.Verify(k.Public()); err == nil {
-			b, err := k.Public().MarshalJSON()
-			return string(b), err
-		}
+	if k, err := tok.SigningKey(&set); err == nil {
+		b, err := k.MarshalJSON()
+		return string(b), err
 	}
 	return "", fmt.Errorf("%w: no published key verifies the evidence token", ErrBadToken)
 }

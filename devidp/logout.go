@@ -1,14 +1,14 @@
 package devidp
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"aidants/internal/jwtverify"
 )
 
 // logout is the end_session endpoint (OpenID Connect RP-Initiated Logout
@@ -61,31 +61,13 @@ func (p *Provider) logoutClient(clientID, hint string) (Client, bool) {
 // returns its audience. An expired hint is fine: logging out usually
 // happens after the ID token's short life.
 func (p *Provider) hintAudience(hint string) ([]string, error) {
-	jws, err := jose.ParseSigned(hint, []jose.SignatureAlgorithm{jose.ES256})
+	tok, err := jwtverify.Parse(hint, jose.ES256)
 	if err != nil {
 		return nil, fmt.Errorf("parse id_token_hint: %w", err)
 	}
-	payload, err := jws.Verify(&p.key.PublicKey)
+	c, err := tok.Verify(&p.key.PublicKey, jwtverify.Expect{Issuer: p.issuer, AllowExpired: true})
 	if err != nil {
 		return nil, fmt.Errorf("verify id_token_hint: %w", err)
 	}
-	var claims struct {
-		Iss string          `json:"iss"`
-		Aud json.RawMessage `json:"aud"`
-	}
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		return nil, fmt.Errorf("decode id_token_hint: %w", err)
-	}
-	if claims.Iss != p.issuer {
-		return nil, errors.New("id_token_hint from another issuer")
-	}
-	var one string
-	if err := json.Unmarshal(claims.Aud, &one); err == nil {
-		return []string{one}, nil
-	}
-	var many []string
-	if err := json.Unmarshal(claims.Aud, &many); err != nil {
-		return nil, fmt.Errorf("decode id_token_hint audience: %w", err)
-	}
-	return many, nil
+	return c.Audience, nil
 }

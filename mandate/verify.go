@@ -2,7 +2,6 @@ package mandate
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"aidants/internal/jwtverify"
 	"aidants/store"
 )
 
@@ -49,33 +49,32 @@ func (s *Service) Verify(ctx context.Context, compact string) (*Verification, er
 	if compact == "" || len(compact) > maxJWS {
 		return invalid("Ce n'est pas un mandat signé.")
 	}
-	obj, err := jose.ParseSigned(compact, []jose.SignatureAlgorithm{jose.ES256})
+	tok, err := jwtverify.Parse(compact, jose.ES256)
+	if errors.Is(err, jwtverify.ErrAlgorithm) {
+		return invalid("L'algorithme de signature n'est pas accepté (seul ES256 l'est).")
+	}
 	if err != nil {
-		if strings.Contains(err.Error(), "algorithm") {
-			return invalid("L'algorithme de signature n'est pas accepté (seul ES256 l'est).")
-		}
 		return invalid("Ce n'est pas un mandat signé lisible.")
 	}
-	if len(obj.Signatures) != 1 {
-		return invalid("Le mandat doit porter exactement une signature.")
+	if tok.Type != MandateType {
+		return invalid("Ce document signé n'est pas un mandat (type « " + tok.Type + " »).")
 	}
-	h := obj.Signatures[0].Protected
-	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != MandateType {
-		return invalid("Ce document signé n'est pas un mandat (type « " + typ + " »).")
-	}
-	key, ok, err := s.keys.Public(ctx, h.KeyID)
+	key, ok, err := s.keys.Public(ctx, tok.KeyID)
 	if err != nil {
 		return nil, fmt.Errorf("mandate: verify: %w", err)
 	}
 	if !ok {
 		return invalid("La clé qui a signé ce mandat n'est pas une clé de ce service.")
 	}
-	payload, err := obj.Verify(key)
-	if err != nil {
-		return invalid("La signature ne correspond pas au contenu : le mandat a été modifié.")
-	}
 	var c Claims
-	if err := json.Unmarshal(payload, &c); err != nil || c.ID == "" {
+	// An expired mandate is reported as such, below, not as invalid.
+	_, err = tok.Verify(key, jwtverify.Expect{Type: MandateType, AllowExpired: true, Now: s.now()}, &c)
+	switch {
+	case errors.Is(err, jwtverify.ErrSignature):
+		return invalid("La signature ne correspond pas au contenu : le mandat a été modifié.")
+	case errors.Is(err, jwtverify.ErrNotYet):
+		return invalid("Ce mandat n'est pas encore valable (sa date de début est à venir).")
+	case err != nil || c.ID == "":
 		return invalid("Le contenu du mandat est illisible.")
 	}
 	if c.Issuer != s.issuer {

@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"aidants/internal/jwtverify"
 	"aidants/store"
 )
 
@@ -54,27 +54,22 @@ func (p *Provider) Logout(ctx context.Context, q url.Values) (redirect, serviceN
 // (expired or not), "" for any other token, or the error of reading the
 // provider's keys.
 func (p *Provider) hintAudience(ctx context.Context, raw string) (string, error) {
-	tok, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
-	if err != nil || len(tok.Signatures) != 1 {
+	tok, err := jwtverify.Parse(raw, jose.ES256, jose.RS256)
+	if err != nil {
 		return "", nil
 	}
-	key, ok, err := p.keys.Public(ctx, tok.Signatures[0].Header.KeyID)
+	key, ok, err := p.keys.Public(ctx, tok.KeyID)
 	if err != nil {
 		return "", fmt.Errorf("provider: logout: keys: %w", err)
 	}
 	if !ok {
 		return "", nil
 	}
-	payload, err := tok.Verify(key)
-	if err != nil {
+	// An expired hint is fine: logging out comes after the ID token's
+	// short life.
+	c, err := tok.Verify(key, jwtverify.Expect{Issuer: p.issuer, AllowExpired: true, Now: p.now()})
+	if err != nil || len(c.Audience) != 1 {
 		return "", nil
 	}
-	var c struct {
-		Iss string   `json:"iss"`
-		Aud audience `json:"aud"`
-	}
-	if json.Unmarshal(payload, &c) != nil || c.Iss != p.issuer || len(c.Aud) != 1 {
-		return "", nil
-	}
-	return c.Aud[0], nil
+	return c.Audience[0], nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"aidants/audit"
+	"aidants/internal/jwtverify"
 	"aidants/mandate"
 	"aidants/store"
 )
@@ -312,13 +313,13 @@ type assertionClaims struct {
 }
 
 // parseAssertion reads a client assertion, not yet verified.
-func parseAssertion(raw, clientID string) (*jose.JSONWebSignature, *assertionClaims, error) {
-	tok, err := jose.ParseSigned(raw, assertionAlgs)
-	if err != nil || len(tok.Signatures) != 1 {
+func parseAssertion(raw, clientID string) (*jwtverify.Token, *assertionClaims, error) {
+	tok, err := jwtverify.Parse(raw, assertionAlgs...)
+	if err != nil {
 		return nil, nil, errInvalidClient("client assertion: not a signed JWT with an accepted algorithm")
 	}
 	var c assertionClaims
-	if err := json.Unmarshal(tok.UnsafePayloadWithoutVerification(), &c); err != nil {
+	if err := tok.UnsafeClaims(&c); err != nil {
 		return nil, nil, errInvalidClient("client assertion: unreadable claims")
 	}
 	if c.Iss == "" || c.Iss != c.Sub || (clientID != "" && clientID != c.Iss) {
@@ -353,7 +354,7 @@ func (p *Provider) ClientAssertion(ctx context.Context, form url.Values, keysOf 
 	case set == nil:
 		return "", errInvalidClient("unknown client")
 	}
-	if err := p.checkAssertion(tok, set, c.Aud, c.Exp, c.Jti); err != nil {
+	if err := p.checkAssertion(tok, set, c.Exp, c.Jti); err != nil {
 		return "", err
 	}
 	use := &assertionUse{jti: c.Jti, client: c.Iss, expires: time.Unix(c.Exp, 0)}
@@ -382,39 +383,32 @@ func (p *Provider) assertion(ctx context.Context, raw, clientID string) (*Servic
 	if set == nil {
 		return nil, nil, errInvalidClient("the client's registered keys are unusable")
 	}
-	if err := p.checkAssertion(tok, set, c.Aud, c.Exp, c.Jti); err != nil {
+	if err := p.checkAssertion(tok, set, c.Exp, c.Jti); err != nil {
 		return nil, nil, err
 	}
 	return &svc, &assertionUse{jti: c.Jti, client: c.Iss, expires: time.Unix(c.Exp, 0)}, nil
 }
 
 // checkAssertion verifies a client assertion's signature with the
-// client's keys, its audience, its expiry and that it has a jti; the
-// caller spends the jti.
-func (p *Provider) checkAssertion(tok *jose.JSONWebSignature, set *jose.JSONWebKeySet, aud audience, exp int64, jti string) error {
-	kid := tok.Signatures[0].Header.KeyID
-	verified := false
-	for _, k := range set.Keys {
-		if kid != "" && k.KeyID != "" && k.KeyID != kid {
-			continue
-		}
-		if _, err := tok.Verify(k); err == nil {
-			verified = true
-			break
-		}
-	}
-	if !verified {
-		return errInvalidClient("client assertion: the signature does not verify with the client's keys")
-	}
-	if !aud.contains(p.issuer+"/oidc/token") && !aud.contains(p.issuer) {
-		return errInvalidClient("client assertion: the audience must be the token endpoint")
-	}
+// client's keys, its audience (the token endpoint, or the issuer), its
+// expiry, nbf and iat, and that it has a jti; the caller spends the jti.
+func (p *Provider) checkAssertion(tok *jwtverify.Token, set *jose.JSONWebKeySet, exp int64, jti string) error {
 	now := p.now()
-	expires := time.Unix(exp, 0)
-	if exp == 0 || !now.Before(expires) {
+	// The client signed with its own clock: a little skew is tolerated.
+	_, _, err := tok.VerifySet(set, jwtverify.Expect{Audience: []string{p.issuer + "/oidc/token", p.issuer}, Now: now, Leeway: jwtverify.Leeway})
+	switch {
+	case errors.Is(err, jwtverify.ErrSignature):
+		return errInvalidClient("client assertion: the signature does not verify with the client's keys")
+	case errors.Is(err, jwtverify.ErrAudience):
+		return errInvalidClient("client assertion: the audience must be the token endpoint")
+	case errors.Is(err, jwtverify.ErrExpired):
 		return errInvalidClient("client assertion: expired")
+	case errors.Is(err, jwtverify.ErrNotYet):
+		return errInvalidClient("client assertion: not valid yet (nbf or iat in the future)")
+	case err != nil:
+		return errInvalidClient("client assertion: " + err.Error())
 	}
-	if expires.After(now.Add(maxAssertionLife)) {
+	if time.Unix(exp, 0).After(now.Add(maxAssertionLife)) {
 		return errInvalidClient("client assertion: expires too far in the future")
 	}
 	if jti == "" || len(jti) > 200 {
@@ -463,8 +457,6 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 	*a = many
 	return nil
 }
-
-func (a audience) contains(s string) bool { return slices.Contains(a, s) }
 
 // SetRedirects replaces a service's redirect and post-logout URIs
 // (service.updated).

@@ -16,6 +16,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"aidants/audit"
+	"aidants/internal/jwtverify"
 	"aidants/keys"
 	"aidants/mandate"
 	"aidants/store"
@@ -328,17 +329,16 @@ func (p *Provider) UserInfo(w http.ResponseWriter, r *http.Request) {
 		bad("a Bearer access token is required")
 		return
 	}
-	tok, err := jose.ParseSigned(strings.TrimSpace(raw), []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil || len(tok.Signatures) != 1 {
+	tok, err := jwtverify.Parse(raw, jose.ES256)
+	if err != nil {
 		bad("not an access token of this provider")
 		return
 	}
-	h := tok.Signatures[0].Protected
-	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != "at+jwt" {
+	if tok.Type != "at+jwt" {
 		bad("not an access token (typ)")
 		return
 	}
-	key, ok, err := p.keys.Public(r.Context(), h.KeyID)
+	key, ok, err := p.keys.Public(r.Context(), tok.KeyID)
 	if err != nil {
 		p.writeError(w, err)
 		return
@@ -347,19 +347,13 @@ func (p *Provider) UserInfo(w http.ResponseWriter, r *http.Request) {
 		bad("unknown signing key")
 		return
 	}
-	payload, err := tok.Verify(key)
-	if err != nil {
-		bad("the signature does not verify")
-		return
-	}
 	var at map[string]any
-	if err := json.Unmarshal(payload, &at); err != nil {
-		bad("unreadable claims")
-		return
-	}
-	exp, _ := at["exp"].(float64)
-	if at["iss"] != p.issuer || at["aud"] != p.issuer+"/oidc/userinfo" || !p.now().Before(time.Unix(int64(exp), 0)) {
-		bad("expired, or not issued here for userinfo")
+	if _, err := tok.Verify(key, jwtverify.Expect{Type: "at+jwt", Issuer: p.issuer, Audience: []string{p.issuer + "/oidc/userinfo"}, Now: p.now()}, &at); err != nil {
+		if errors.Is(err, jwtverify.ErrSignature) {
+			bad("the signature does not verify")
+		} else {
+			bad("expired, or not issued here for userinfo")
+		}
 		return
 	}
 	jti, _ := at["jti"].(string)

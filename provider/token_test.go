@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"aidants/audit"
+	"aidants/internal/jwtverify"
 	"aidants/provider"
 	"aidants/store"
 	"aidants/store/storetest"
@@ -135,8 +136,14 @@ func TestWrongClientCredentialsAreRefused(t *testing.T) {
 			{name: "assertion for another audience", f: jwt, edit: withAssertion(e.assertion(e.jwt, nil, func(c map[string]any) {
 				c["aud"] = "https://ailleurs.test.invalid/oidc/token"
 			}))},
-			{name: "expired assertion", f: jwt, edit: withAssertion(e.assertion(e.jwt, nil, func(c map[string]any) {
-				c["exp"] = e.clock.now().Add(-time.Second).Unix()
+			{name: "expired assertion (beyond the clock leeway)", f: jwt, edit: withAssertion(e.assertion(e.jwt, nil, func(c map[string]any) {
+				c["exp"] = e.clock.now().Add(-jwtverify.Leeway - time.Second).Unix()
+			}))},
+			{name: "assertion issued in the future", f: jwt, edit: withAssertion(e.assertion(e.jwt, nil, func(c map[string]any) {
+				c["iat"] = e.clock.now().Add(time.Minute).Unix()
+			}))},
+			{name: "assertion not valid yet", f: jwt, edit: withAssertion(e.assertion(e.jwt, nil, func(c map[string]any) {
+				c["nbf"] = e.clock.now().Add(time.Minute).Unix()
 			}))},
 			{name: "assertion expiring in more than 10 minutes", f: jwt, edit: withAssertion(e.assertion(e.jwt, nil, func(c map[string]any) {
 				c["exp"] = e.clock.now().Add(11 * time.Minute).Unix()
