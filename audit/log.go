@@ -23,6 +23,11 @@ import (
 // ErrClosed is returned by Write after Close.
 var ErrClosed = errors.New("audit: log closed")
 
+// ErrUnavailable wraps the errors of a database that cannot take writes
+// for now (a full disk, a read-only file, a lost connection): the caller
+// answers 503 and the writer recovers by itself once it can write again.
+var ErrUnavailable = errors.New("audit: the database cannot take writes for now")
+
 // Log is the journal of one database, and the only writer of that database
 // in this process. Every change of state goes through Write, so that it is
 // committed together with the events that record it.
@@ -53,6 +58,7 @@ type Log struct {
 
 	latest  atomic.Pointer[Checkpoint]
 	refused atomic.Pointer[error] // set by Refuse: nothing may be appended
+	failed  atomic.Pointer[error] // the last batch's failure, nil once one succeeds
 	stats   Stats
 	now     func() time.Time
 	proofs  proofReader
@@ -141,6 +147,16 @@ func (l *Log) VerifierKey() string { return l.vkey }
 // Now is the log's clock.
 func (l *Log) Now() time.Time { return l.now() }
 
+// Health is nil when the writer's last batch committed (or it has not
+// written yet), else that batch's error: /readyz says so until a batch
+// commits again.
+func (l *Log) Health() error {
+	if p := l.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // Stats returns the writer's counters.
 func (l *Log) Stats() *Stats { return &l.stats }
 
@@ -177,6 +193,14 @@ func (l *Log) Write(ctx context.Context, fn func(tx *Tx) error) error {
 		return err
 	}
 	u := &unit{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	err := l.enqueue(ctx, u)
+	if store.IsUnavailable(err) && !errors.Is(err, ErrUnavailable) {
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+func (l *Log) enqueue(ctx context.Context, u *unit) error {
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -299,6 +323,13 @@ func (t *Tx) Append(ev Event) (int64, error) {
 func (l *Log) commit(batch []*unit) {
 	results := make([]error, len(batch))
 	err := l.runBatch(batch, results)
+	if err != nil {
+		if l.failed.Swap(&err) == nil { // once per outage, not per batch
+			l.logger.Error("audit: the writer cannot commit; requests that write get 503 until it can", "units", len(batch), "err", err.Error())
+		}
+	} else if l.failed.Swap(nil) != nil {
+		l.logger.Info("audit: the writer commits again")
+	}
 	for i, u := range batch {
 		if results[i] == nil && err != nil {
 			results[i] = err
@@ -315,9 +346,9 @@ func (l *Log) commit(batch []*unit) {
 func (l *Log) runBatch(batch []*unit, results []error) (err error) {
 	ctx := context.Background()
 	T0 := time.Now() // T0…T3 split the batch's time for Stats
-	tx, err := l.db.W.BeginTxx(ctx, nil)
+	tx, err := l.begin(ctx)
 	if err != nil {
-		return fmt.Errorf("audit: begin: %w", err)
+		return err
 	}
 	defer func() {
 		if err != nil {
@@ -350,8 +381,15 @@ func (l *Log) runBatch(batch []*unit, results []error) (err error) {
 		mark, markNext := len(evs), next
 		ferr := l.call(u, utx)
 		if ferr != nil {
+			if store.IsUnavailable(ferr) {
+				// A full disk, an I/O error: SQLite has rolled the whole
+				// transaction back, so every unit of the batch fails with
+				// it, as unavailable.
+				results[i] = ferr
+				return fmt.Errorf("audit: %w", ferr)
+			}
 			if _, err := sp.rollback.Exec(); err != nil {
-				return fmt.Errorf("audit: rollback to savepoint: %w", err)
+				return fmt.Errorf("audit: rollback to savepoint: %w (after %w)", err, ferr)
 			}
 			evs, next = evs[:mark], markNext
 			results[i] = ferr
@@ -394,6 +432,24 @@ func (l *Log) runBatch(batch []*unit, results []error) (err error) {
 		l.stats.Events.Add(int64(len(evs)))
 	}
 	return nil
+}
+
+// begin starts the writer's transaction. SQLite may answer "busy" without
+// waiting while the checkpointer truncates the WAL (SPEC §11's bounded
+// disk): nothing has happened yet, so the writer tries again, for a few
+// seconds at most.
+func (l *Log) begin(ctx context.Context) (*sqlx.Tx, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		tx, err := l.db.W.BeginTxx(ctx, nil)
+		if err == nil {
+			return tx, nil
+		}
+		if !store.IsBusy(err) || time.Now().After(deadline) {
+			return nil, fmt.Errorf("audit: begin: %w", err)
+		}
+		time.Sleep(wait)
+	}
 }
 
 // savepoints are the three statements around every unit, prepared once per

@@ -64,7 +64,37 @@ type Database struct {
 	DSN string `toml:"dsn"`
 	// MaxOpenConns bounds the readers' connection pool.
 	MaxOpenConns int `toml:"max_open_conns"`
+	// WALLimit bounds SQLite's write-ahead log (default "16MB").
+	WALLimit Size `toml:"wal_limit"`
 }
+
+// Size is a number of bytes written "16MB", "512KB", "1GB" (powers of
+// 1024) in TOML.
+type Size int64
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (z *Size) UnmarshalText(b []byte) error {
+	s := strings.ToUpper(strings.TrimSpace(string(b)))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.m
+			break
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || n < 0 || fmt.Sprint(n) != s {
+		return fmt.Errorf("invalid size %q (examples: 16MB, 512KB)", b)
+	}
+	*z = Size(n * mult)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (z Size) MarshalText() ([]byte, error) { return []byte(fmt.Sprintf("%dB", int64(z))), nil }
 
 // Session holds the browser session settings.
 type Session struct {
@@ -193,7 +223,7 @@ func Default() Config {
 			Listen:          "127.0.0.1:8080",
 			ShutdownTimeout: Duration(10 * time.Second),
 		},
-		Database: Database{Driver: "sqlite", DSN: "data/aidants.db", MaxOpenConns: 8},
+		Database: Database{Driver: "sqlite", DSN: "data/aidants.db", MaxOpenConns: 8, WALLimit: 16 << 20},
 		Session: Session{
 			IdleTimeout:           Duration(30 * time.Minute),
 			AbsoluteTimeout:       Duration(12 * time.Hour),
@@ -313,6 +343,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Database.MaxOpenConns < 1 {
 		bad("database.max_open_conns must be at least 1")
+	}
+	if c.Database.WALLimit < 1<<20 {
+		bad("database.wal_limit must be at least 1MB")
 	}
 	checkSecret := func(key, env, v string) {
 		if v == "" {

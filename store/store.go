@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/base32"
 	"errors"
 	"fmt"
@@ -69,7 +70,14 @@ type Options struct {
 	// NoCheckpointer leaves WAL checkpoints to another process (a server
 	// beside the command line) and to the last connection's close.
 	NoCheckpointer bool
+	// WALLimit bounds the SQLite write-ahead log, in bytes (default 16
+	// MB): past it, the checkpointer truncates it as soon as no reader
+	// holds it back.
+	WALLimit int64
 }
+
+// DefaultWALLimit is the WAL bound when none is given.
+const DefaultWALLimit = 16 << 20
 
 // Open connects to the database named by driver ("sqlite" or "postgres")
 // and dsn (a file path for SQLite, a URL or key=value string for
@@ -96,6 +104,14 @@ func openSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("store: %w", err)
 		}
+	}
+	// The database holds personal data: only its owner reads it. SQLite
+	// gives the WAL and shared-memory files the database file's mode.
+	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	}
+	if opts.WALLimit <= 0 {
+		opts.WALLimit = DefaultWALLimit
 	}
 	sync := opts.Synchronous
 	if sync == "" {
@@ -138,7 +154,7 @@ func openSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	ck.SetMaxOpenConns(1)
-	go db.checkpointer(ck)
+	go db.checkpointer(ck, opts.WALLimit)
 	return db, nil
 }
 
@@ -147,34 +163,37 @@ const sqliteWriterDriver = "sqlite3_aidants_writer"
 
 func init() {
 	sql.Register(sqliteWriterDriver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
-		_, err := c.Exec(`PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0`, nil)
+		_, err := c.Exec(`PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 8388608; PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0`, nil)
 		return err
 	}})
 }
 
 // checkpointer copies the WAL back into the database file from its own
 // connection, so that the writer only appends to the WAL. PASSIVE never
-// blocks the writer or readers.
-func (db *DB) checkpointer(ck *sql.DB) {
+// blocks the writer or readers. Under a steady load the WAL is never
+// restarted by itself (a reader always holds a snapshot in it), so once it
+// passes limit the checkpointer truncates it (TRUNCATE waits for the
+// readers of the old frames, and holds the writer for that moment only).
+func (db *DB) checkpointer(ck *sql.DB, limit int64) {
 	defer close(db.stopped)
 	defer ck.Close()
-	t := time.NewTicker(200 * time.Millisecond)
+	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
+	wal := db.Path + "-wal"
 	for {
 		select {
 		case <-db.stop:
 			ck.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
 			return
 		case <-t.C:
-			var busy, logPages, done int
-			if err := ck.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logPages, &done); err != nil {
+			// A WAL a quarter of its bound is truncated (a full checkpoint
+			// first), which leaves room for what the writer appends
+			// meanwhile; otherwise a passive checkpoint keeps up.
+			if st, err := os.Stat(wal); err == nil && st.Size() > limit/4 {
+				ck.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
 				continue
 			}
-			// A long WAL that readers keep from being recycled: restart it
-			// when possible, so that it does not grow for ever.
-			if logPages > 100000 && done == logPages {
-				ck.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
-			}
+			ck.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
 		}
 	}
 }
@@ -233,6 +252,40 @@ func IsConflict(err error) bool {
 		return coded.SQLState() == "23505"
 	}
 	return false
+}
+
+// IsBusy tells whether err is SQLite's "database is locked" (busy).
+func IsBusy(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.Code == sqlite3.ErrBusy
+}
+
+// IsUnavailable tells whether err means the database cannot take writes
+// for now — a full disk, a read-only or failing file, a lost connection,
+// an engine shutting down — as opposed to a refusal of the statement: the
+// caller answers 503 and tries again later.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		switch se.Code {
+		case sqlite3.ErrFull, sqlite3.ErrReadonly, sqlite3.ErrIoErr, sqlite3.ErrCantOpen, sqlite3.ErrBusy, sqlite3.ErrLocked, sqlite3.ErrNomem:
+			return true
+		}
+		return false
+	}
+	var coded interface{ SQLState() string }
+	if errors.As(err, &coded) {
+		switch state := coded.SQLState(); {
+		case strings.HasPrefix(state, "08"), strings.HasPrefix(state, "53"), strings.HasPrefix(state, "57P"), state == "25006":
+			// connection exception, insufficient resources (disk full),
+			// operator intervention, read-only transaction
+			return true
+		}
+	}
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone)
 }
 
 // NotFound maps sql.ErrNoRows to ErrNotFound, wrapped with what was sought.

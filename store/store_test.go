@@ -2,6 +2,9 @@ package store_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,5 +87,32 @@ func TestNewIDsSortByCreationAndDoNotRepeat(t *testing.T) {
 	time.Sleep(2 * time.Millisecond)
 	if b := store.NewID("x"); b <= a {
 		t.Fatalf("%s does not sort after %s", b, a)
+	}
+}
+
+// TestSQLiteFilesAreTheOwnersOnly opens a new database under a permissive
+// umask: the database, its WAL and shared memory are readable by their
+// owner alone (they hold personal data).
+func TestSQLiteFilesAreTheOwnersOnly(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "aidants.db")
+	db, err := store.Open(ctx, "sqlite", path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s is %v, want -rw-------", filepath.Base(f), st.Mode().Perm())
+		}
 	}
 }

@@ -34,6 +34,9 @@ func (s *Server) failAPI(w http.ResponseWriter, r *http.Request, err error) {
 		ae = &apiError{http.StatusBadRequest, br.Msg}
 	case errors.Is(err, audit.ErrEmpty):
 		ae = &apiError{http.StatusNotFound, "the log is empty"}
+	case errors.Is(err, audit.ErrUnavailable):
+		w.Header().Set("Retry-After", "30")
+		ae = &apiError{http.StatusServiceUnavailable, "the service cannot write for now; try again later"}
 	default:
 		s.logger.Error("api request failed", "request_id", requestID(r.Context()), "path", r.URL.Path, "err", err.Error())
 		ae = &apiError{http.StatusInternalServerError, "internal error, request id " + requestID(r.Context())}
@@ -48,12 +51,34 @@ func writeJSON(w http.ResponseWriter, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
+// healthz says the process lives.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
-	if err := s.log.DB().R.PingContext(r.Context()); err != nil {
-		return &apiError{http.StatusServiceUnavailable, "database unreachable"}
-	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, err := w.Write([]byte("ok\n"))
+	return err
+}
+
+// readyz says whether the instance can serve: the database answers, the
+// journal's writer committed since its last failure (or has not failed),
+// and the journal is not refused (a rollback found at start, a damaged
+// database).
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "no-store")
+	unready := func(why string) error {
+		w.Header().Set("Retry-After", "10")
+		return &apiError{http.StatusServiceUnavailable, why}
+	}
+	if err := s.log.DB().R.PingContext(r.Context()); err != nil {
+		return unready("the database does not answer")
+	}
+	if err := s.log.Refused(); err != nil {
+		return unready("the journal takes no writes: " + err.Error())
+	}
+	if err := s.log.Health(); err != nil {
+		return unready("the journal's writer cannot commit: " + err.Error())
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, err := w.Write([]byte("ready\n"))
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"aidants/audit"
 	"aidants/auth"
 	"aidants/store"
 )
@@ -22,6 +23,7 @@ var (
 	msgCrossSite   = message{"Demande refusée", "Cette demande vient d'un autre site : par sécurité, elle a été refusée et rien n'a été modifié."}
 	msgForbidden   = message{"Accès refusé", "Vous n'avez pas le droit de faire cette action."}
 	msgUnavailable = message{"Service momentanément indisponible", "Un service dont nous dépendons ne répond pas. Réessayez dans quelques minutes."}
+	msgStorage     = message{"Service momentanément indisponible", "Le service ne peut pas enregistrer pour le moment. Rien n'a été modifié. Réessayez dans quelques minutes."}
 )
 
 // Error is an error with what to tell the person.
@@ -64,6 +66,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		e = &Error{Status: http.StatusNotFound, Msg: msgNotFound, Err: err}
 	case errors.Is(err, auth.ErrProviderUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		e = &Error{Status: http.StatusServiceUnavailable, Msg: msgUnavailable, Err: err}
+	case errors.Is(err, audit.ErrUnavailable):
+		w.Header().Set("Retry-After", "30")
+		e = &Error{Status: http.StatusServiceUnavailable, Msg: msgStorage, Err: err}
 	default:
 		e = &Error{Status: http.StatusInternalServerError, Msg: msgInternal, Err: err}
 	}

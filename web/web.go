@@ -181,6 +181,7 @@ func (s *Server) routes() {
 
 	a := s.api
 	a.Handle("GET /healthz", s.apiHandler(s.healthz))
+	a.Handle("GET /readyz", s.apiHandler(s.readyz))
 	a.Handle("GET /metrics", s.apiHandler(s.serveMetrics))
 	a.Handle("GET /oidc/jwks", s.apiHandler(s.jwks))
 	a.Handle("GET /audit/checkpoint", s.apiHandler(s.auditCheckpoint))
@@ -205,7 +206,7 @@ func (s *Server) routes() {
 	}
 	browser := s.common(s.browserMiddleware(b))
 	api := s.common(s.apiMiddleware(a))
-	for _, p := range []string{"/healthz", "/metrics", "/audit/", "/api/", "/oidc/jwks", "/oidc/token", "/oidc/userinfo", "/.well-known/"} {
+	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/audit/", "/api/", "/oidc/jwks", "/oidc/token", "/oidc/userinfo", "/.well-known/"} {
 		s.root.Handle(p, api)
 	}
 	s.root.Handle("/", browser)

@@ -203,7 +203,7 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 
 // open opens the database, applies migrations and starts the audit writer.
 func open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*instance, error) {
-	db, err := store.Open(ctx, cfg.Database.Driver, cfg.Database.DSN, store.Options{MaxOpenConns: cfg.Database.MaxOpenConns})
+	db, err := store.Open(ctx, cfg.Database.Driver, cfg.Database.DSN, store.Options{MaxOpenConns: cfg.Database.MaxOpenConns, WALLimit: int64(cfg.Database.WALLimit)})
 	if err != nil {
 		return nil, err
 	}

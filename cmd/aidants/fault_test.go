@@ -31,8 +31,16 @@ import (
 // demo service — but on a database of dialect d that fails on demand.
 func startBreakable(t *testing.T, d store.Dialect) (*testServer, *instance, *dbfault.DB) {
 	t.Helper()
-	ctx := context.Background()
 	db := dbfault.Open(t, d)
+	s, in := startOn(t, db.DB)
+	return s, in, db
+}
+
+// startOn serves the development instance on an open, migrated database
+// the test keeps a hand on.
+func startOn(t *testing.T, db *store.DB) (*testServer, *instance) {
+	t.Helper()
+	ctx := context.Background()
 	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -44,8 +52,8 @@ func startBreakable(t *testing.T, d store.Dialect) (*testServer, *instance, *dbf
 	}
 	logs := &syncBuffer{}
 	logger := newLogger(cfg, logs)
-	// What open() does, on the breakable database.
-	in, err := assemble(ctx, cfg, db.DB, logger)
+	// What open() does, on this database.
+	in, err := assemble(ctx, cfg, db, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +71,7 @@ func startBreakable(t *testing.T, d store.Dialect) (*testServer, *instance, *dbf
 			t.Logf("server log:\n%s", logs)
 		}
 	})
-	return &testServer{URL: cfg.Server.PublicURL, Data: dir, Log: logs}, in, db
+	return &testServer{URL: cfg.Server.PublicURL, Data: dir, Log: logs}, in
 }
 
 // outage is a request made while the database fails: it must get the
