@@ -23,6 +23,14 @@ import (
 // ErrClosed is returned by Write after Close.
 var ErrClosed = errors.New("audit: log closed")
 
+// refusal is the error of a write to a refused journal: its own message,
+// and unavailable for the callers that answer people (503).
+type refusal struct{ err error }
+
+func (r refusal) Error() string        { return r.err.Error() }
+func (r refusal) Unwrap() error        { return r.err }
+func (r refusal) Is(target error) bool { return target == ErrUnavailable }
+
 // ErrUnavailable wraps the errors of a database that cannot take writes
 // for now (a full disk, a read-only file, a lost connection): the caller
 // answers 503 and the writer recovers by itself once it can write again.
@@ -190,7 +198,7 @@ func (l *Log) Close() error {
 // error always means committed.
 func (l *Log) Write(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := l.Refused(); err != nil {
-		return err
+		return refusal{err}
 	}
 	u := &unit{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	err := l.enqueue(ctx, u)

@@ -111,8 +111,17 @@ func (db *DB) applyOne(ctx context.Context, m Migration) (bool, error) {
 	return true, nil
 }
 
-// SchemaVersion returns the highest applied migration.
+// SchemaVersion returns the highest applied migration (0 for a database
+// never migrated).
 func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
+	q := `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`
+	if db.Dialect == Postgres {
+		q = `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'schema_migrations'`
+	}
+	var n int
+	if err := db.R.GetContext(ctx, &n, q); err != nil || n == 0 {
+		return 0, err
+	}
 	var v int
 	err := db.R.GetContext(ctx, &v, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`)
 	return v, err

@@ -209,14 +209,22 @@ func open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*instanc
 	}
 	if _, err := db.Migrate(ctx); err != nil {
 		db.Close()
-		return nil, err
+		return nil, damaged(cfg, err)
 	}
 	in, err := assemble(ctx, cfg, db, logger)
 	if err != nil {
 		db.Close()
-		return nil, err
+		return nil, damaged(cfg, err)
 	}
 	return in, nil
+}
+
+// damaged says what to do about a database whose pages are damaged.
+func damaged(cfg config.Config, err error) error {
+	if store.IsDamaged(err) {
+		return fmt.Errorf("the database %s is damaged (%v): restore the last backup (docs/OPERATIONS.md)", cfg.Database.DSN, err)
+	}
+	return err
 }
 
 // assemble starts the audit writer of an open, migrated database and

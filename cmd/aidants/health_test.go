@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"aidants/audit"
 	"aidants/devidp"
@@ -141,4 +142,127 @@ func trySignIn(t *testing.T, s *testServer) (int, string) {
 	resp.Body.Close()
 	lastRetryAfter = resp.Header.Get("Retry-After")
 	return resp.StatusCode, string(b)
+}
+
+// corruptPage overwrites the b-tree header of page number page of path
+// (0: the last page) with garbage, as a failing disk would, and returns
+// the page's number.
+func corruptPage(t *testing.T, path string, page int64) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := int64(b[16])<<8 | int64(b[17])
+	if page == 0 {
+		page = int64(len(b)) / ps
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{0x42, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, (page-1)*ps); err != nil {
+		t.Fatal(err)
+	}
+	return page
+}
+
+// rootPage is the first page of a table.
+func rootPage(t *testing.T, path, table string) int64 {
+	t.Helper()
+	db, err := store.Open(context.Background(), "sqlite", path, store.Options{MaxOpenConns: 1, NoCheckpointer: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var page int64
+	if err := db.R.Get(&page, `SELECT rootpage FROM sqlite_master WHERE name = ?`, table); err != nil {
+		t.Fatal(err)
+	}
+	return page
+}
+
+// TestDamagedDatabaseIsRefused damages a page of the database of a
+// development instance, as a failing disk would: a page read at start (the
+// last one) and the server refuses to start with one line, or a page read
+// later (an old event's) and the server, which starts, finds it within
+// seconds — writes stop, /readyz is 503 — and `aidants check` names it.
+func TestDamagedDatabaseIsRefused(t *testing.T) {
+	t.Run("found at start or at once", func(t *testing.T) {
+		data := t.TempDir()
+		s := startDev(t, data)
+		for range 3 {
+			signInAidant(t, browser(t), s, devidp.SubCamille)
+		}
+		s.Stop()
+		corruptPage(t, filepath.Join(data, "aidants.db"), 0)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		started := make(chan string, 1)
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			err := run(ctx, []string{"serve", "--dev", "--data", data, "--listen", "127.0.0.1:0"}, pw, io.Discard)
+			pw.Close()
+			done <- err
+		}()
+		go func() {
+			b := make([]byte, 4096)
+			n, _ := pr.Read(b)
+			if m := readyLine.FindStringSubmatch(string(b[:n])); m != nil {
+				started <- m[1]
+			}
+			io.Copy(io.Discard, pr)
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "is damaged") || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("serve on a damaged database: %v", err)
+			}
+		case u := <-started:
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				if st, _ := fetch(t, u+"/readyz"); st == http.StatusServiceUnavailable {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the damage was not found within 10 s")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			cancel()
+			<-done
+		}
+	})
+	t.Run("found by the running server and by check", func(t *testing.T) {
+		data := t.TempDir()
+		s := startDev(t, data)
+		signInAidant(t, browser(t), s, devidp.SubCamille)
+		s.Stop()
+		// A page nothing reads at start: the archive of format 1.
+		path := filepath.Join(data, "aidants.db")
+		page := corruptPage(t, path, rootPage(t, path, "audit_v1_events"))
+		out, err := (cli{t: t}).run("check", "--dev", "--data", data)
+		if err == nil || !strings.Contains(out, "FAIL") || !strings.Contains(out, "damaged") {
+			t.Fatalf("check on page %d damaged: %v\n%s", page, err, out)
+		}
+		s = startDev(t, data)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if st, _ := fetch(t, s.URL+"/readyz"); st == http.StatusServiceUnavailable {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("page %d's damage was not found within 10 s:\n%s", page, s.Log)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if status, _ := trySignIn(t, s); status != http.StatusServiceUnavailable {
+			t.Fatalf("a write on a damaged database: %d", status)
+		}
+		if !strings.Contains(s.Log.String(), "the database is damaged") {
+			t.Fatalf("no log line naming the damage:\n%s", s.Log)
+		}
+	})
 }

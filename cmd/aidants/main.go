@@ -56,6 +56,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"serve":                {"run the service: serve [--config FILE | --dev [--data DIR]] [--listen ADDR]", cmdServe},
 		"migrate":              {"apply database migrations", cmdMigrate},
+		"check":                {"check the configuration, the database, the journal, the identity providers and the witnesses before going live; changes nothing", cmdCheck},
 		"version":              {"print the version", cmdVersion},
 		"org add":              {"add an organisation: --name NAME --siret SIRET [--demarches code,code]", cmdOrgAdd},
 		"org list":             {"list organisations", cmdOrgList},

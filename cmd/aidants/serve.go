@@ -16,6 +16,7 @@ import (
 
 	"aidants/auth"
 	"aidants/config"
+	"aidants/store"
 	"aidants/web"
 )
 
@@ -91,7 +92,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	handler, err := wire(ctx, in, env, *metricsToken)
 	if err != nil {
-		return err
+		return damaged(cfg, err)
 	}
 	srv := &http.Server{
 		Handler:           handler,
@@ -109,6 +110,19 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "Aidants est prêt sur %s%s\n", cfg.Server.PublicURL, mode)
 	logger.Info("serving", "url", cfg.Server.PublicURL, "listen", ln.Addr().String(), "dev", cfg.Dev, "version", version)
 
+	// The full integrity check reads the whole file: in the background,
+	// so that start-up stays constant-time; a damaged database stops
+	// every write and /readyz.
+	go func() {
+		if err := in.db.Check(context.WithoutCancel(ctx)); errors.Is(err, store.ErrDamaged) {
+			in.log.Refuse(fmt.Errorf("%w. Nothing will be written: stop the service and restore the last backup (docs/OPERATIONS.md)", err))
+			logger.Error("the database is damaged; writes are stopped", "err", err.Error())
+		} else if err != nil {
+			logger.Warn("the database's integrity check could not run", "err", err.Error())
+		} else {
+			logger.Info("the database's integrity check passed")
+		}
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
