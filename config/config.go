@@ -53,6 +53,32 @@ type Server struct {
 	OverrideDir string `toml:"override_dir"`
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// TrustedProxies lists the reverse proxies (CIDRs) whose
+	// X-Forwarded-For names the client; otherwise the peer is the client.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// MetricsToken, when set, is required as a Bearer token on /metrics.
+	// Environment: AIDANTS_METRICS_TOKEN.
+	MetricsToken string `toml:"metrics_token"`
+	// MetricsListen, when set, serves /metrics on this address of its own
+	// (a loopback or internal one), and never on the public listener.
+	MetricsListen string `toml:"metrics_listen"`
+}
+
+// TrustedNets parses TrustedProxies (Validate has checked them).
+func (s Server) TrustedNets() []*net.IPNet {
+	var out []*net.IPNet
+	for _, c := range s.TrustedProxies {
+		if _, n, err := net.ParseCIDR(c); err == nil {
+			out = append(out, n)
+		} else if ip := net.ParseIP(c); ip != nil {
+			bits := 8 * len(ip.To16())
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+		}
+	}
+	return out
 }
 
 // Database selects the engine.
@@ -294,6 +320,7 @@ var Env = map[string]string{
 	"AIDANTS_AUDIT_SIGNING_KEY":              "audit signing key (PRIVATE+KEY+...)",
 	"AIDANTS_KEYS_SECRET":                    "keys.encryption_secret",
 	"AIDANTS_PAIRWISE_SECRET":                "provider.pairwise_secret",
+	"AIDANTS_METRICS_TOKEN":                  "server.metrics_token",
 }
 
 // ApplyEnv replaces secrets by the environment variables that are set.
@@ -310,6 +337,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) {
 	set(&c.Audit.SigningKey, "AIDANTS_AUDIT_SIGNING_KEY")
 	set(&c.Keys.EncryptionSecret, "AIDANTS_KEYS_SECRET")
 	set(&c.Provider.PairwiseSecret, "AIDANTS_PAIRWISE_SECRET")
+	set(&c.Server.MetricsToken, "AIDANTS_METRICS_TOKEN")
 }
 
 // Validate reports every problem of the configuration at once.
@@ -332,6 +360,19 @@ func (c *Config) Validate() error {
 		bad("server.listen %q is not host:port", c.Server.Listen)
 	} else if c.Dev && !IsLoopbackAddr(c.Server.Listen) {
 		bad("server.listen %q: development mode listens on loopback only", c.Server.Listen)
+	}
+	for _, p := range c.Server.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+			bad("server.trusted_proxies: %q is not an address or a CIDR", p)
+		}
+	}
+	if c.Server.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.Server.MetricsListen); err != nil {
+			bad("server.metrics_listen %q is not host:port", c.Server.MetricsListen)
+		}
+	}
+	if t := c.Server.MetricsToken; t != "" && len(t) < 16 {
+		bad("server.metrics_token must be at least 16 characters (or AIDANTS_METRICS_TOKEN)")
 	}
 	switch c.Database.Driver {
 	case "sqlite", "postgres":

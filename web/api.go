@@ -1,6 +1,7 @@
 package web
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net"
@@ -83,14 +84,22 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 }
 
 // serveMetrics answers a Bearer token when one is configured, else
-// loopback clients only.
+// clients on loopback that did not come through a proxy: behind a reverse
+// proxy on the same host, every request comes from loopback.
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
+	return s.metricsFor(w, r, false)
+}
+
+// metricsFor serves the metrics; internal tells a listener of their own,
+// where only the token, if any, is asked for.
+func (s *Server) metricsFor(w http.ResponseWriter, r *http.Request, internal bool) error {
 	if tok := s.opts.MetricsToken; tok != "" {
-		if r.Header.Get("Authorization") != "Bearer "+tok {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
 			return &apiError{http.StatusUnauthorized, "metrics need a bearer token"}
 		}
-	} else if host, _, err := net.SplitHostPort(r.RemoteAddr); err != nil || !net.ParseIP(host).IsLoopback() {
-		return &apiError{http.StatusForbidden, "metrics are served to loopback clients only (set server.metrics_token)"}
+	} else if c := clientFrom(r.Context()); !internal && (c.proxied || !net.ParseIP(c.addr).IsLoopback()) {
+		return &apiError{http.StatusForbidden, "metrics are served to loopback clients only, not through a proxy (set server.metrics_token or server.metrics_listen)"}
 	}
 	promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 	return nil

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/http"
+	"strings"
 	"runtime/debug"
 	"time"
 )
@@ -50,7 +52,13 @@ func (s *Server) common(next http.Handler) http.Handler {
 		rand.Read(b[:])
 		id := hex.EncodeToString(b[:])
 		w.Header().Set("X-Request-Id", id)
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+		if !s.opts.Dev {
+			w.Header().Set("Strict-Transport-Security", "max-age=63072000")
+		}
+		client, proxied := s.clientAddr(r)
+		ctx := context.WithValue(r.Context(), requestIDKey, id)
+		ctx = context.WithValue(ctx, clientKey, clientInfo{addr: client, proxied: proxied})
+		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w}
 		start := time.Now()
 		defer func() {
@@ -73,7 +81,7 @@ func (s *Server) common(next http.Handler) http.Handler {
 			if sw.status >= 500 {
 				level = s.logger.Error
 			}
-			level("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			level("request", "request_id", id, "client", client, "method", r.Method, "path", r.URL.Path, "status", sw.status,
 				"duration_ms", d.Milliseconds(), "bytes", sw.bytes)
 		}()
 		next.ServeHTTP(sw, r)
@@ -96,16 +104,78 @@ func (s *Server) browserMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", s.csp)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "same-origin")
-		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-		h.Set("Cross-Origin-Opener-Policy", "same-origin")
-		if !s.opts.Dev {
-			h.Set("Strict-Transport-Security", "max-age=63072000")
-		}
+		securityHeaders(h)
+		// Nothing a person sees or downloads is kept by a shared
+		// computer's cache (a France Services counter); the stylesheet
+		// says otherwise for itself.
+		h.Set("Cache-Control", "no-store")
 		inner.ServeHTTP(w, r)
 	})
+}
+
+// securityHeaders are set on every page, the development ones included.
+func securityHeaders(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+}
+
+// clientInfo is who sent a request: the peer, or the client a trusted
+// proxy names.
+type clientInfo struct {
+	addr    string
+	proxied bool
+}
+
+// clientAddr is the request's client: the peer's address, or, when the
+// peer is a trusted proxy, the right-most address of X-Forwarded-For that
+// is not a trusted proxy itself. proxied tells whether a proxy carried
+// the request (or said so: X-Forwarded-For or Forwarded is present).
+func (s *Server) clientAddr(r *http.Request) (string, bool) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	forwarded := r.Header.Values("X-Forwarded-For")
+	proxied := len(forwarded) > 0 || r.Header.Get("Forwarded") != ""
+	if !s.trusted(host) {
+		return host, proxied
+	}
+	var hops []string
+	for _, v := range forwarded {
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				hops = append(hops, a)
+			}
+		}
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		if ip := net.ParseIP(hops[i]); ip != nil && !s.trusted(hops[i]) {
+			return ip.String(), true
+		}
+	}
+	return host, proxied
+}
+
+func (s *Server) trusted(addr string) bool {
+	ip := net.ParseIP(addr)
+	if ip == nil {
+		return false
+	}
+	for _, n := range s.opts.TrustedProxies {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientFrom returns what common found of the request's client.
+func clientFrom(ctx context.Context) clientInfo {
+	c, _ := ctx.Value(clientKey).(clientInfo)
+	return c
 }
 
 // apiMiddleware serves machine interfaces: no cookies read, no caching of
@@ -117,6 +187,8 @@ func (s *Server) apiMiddleware(next http.Handler) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cache-Control", "no-store")
 		h.Set("Access-Control-Allow-Origin", "*")
+		// Machine requests are small: a token request, a userinfo call.
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		next.ServeHTTP(w, r)
 	})
 }

@@ -11,6 +11,7 @@ package web
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -39,8 +40,15 @@ type Options struct {
 	// identity providers' logout pages).
 	FormActions []string
 	// MetricsToken, when set, is required as a Bearer token on /metrics;
-	// otherwise /metrics answers loopback clients only.
+	// otherwise /metrics answers loopback clients that did not come
+	// through a proxy.
 	MetricsToken string
+	// NoPublicMetrics serves no /metrics on the site (it has a listener
+	// of its own: MetricsHandler).
+	NoPublicMetrics bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client.
+	TrustedProxies []*net.IPNet
 	Logger       *slog.Logger
 	Registry     *prometheus.Registry
 }
@@ -110,8 +118,23 @@ func New(opts Options, d Deps) (*Server, error) {
 }
 
 // Mount adds a handler beside the application's (the development
-// providers, for one). It must be called before serving.
-func (s *Server) Mount(pattern string, h http.Handler) { s.root.Handle(pattern, s.common(h)) }
+// providers, for one), with the same security headers. It must be called
+// before serving.
+func (s *Server) Mount(pattern string, h http.Handler) {
+	s.root.Handle(pattern, s.common(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		securityHeaders(w.Header())
+		w.Header().Set("Cache-Control", "no-store")
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		h.ServeHTTP(w, r)
+	})))
+}
+
+// MetricsHandler serves /metrics alone, for a listener of its own.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.common(s.apiHandler(func(w http.ResponseWriter, r *http.Request) error { return s.metricsFor(w, r, true) })))
+	return mux
+}
 
 // Handler is the whole site.
 func (s *Server) Handler() http.Handler { return s.root }
@@ -182,7 +205,9 @@ func (s *Server) routes() {
 	a := s.api
 	a.Handle("GET /healthz", s.apiHandler(s.healthz))
 	a.Handle("GET /readyz", s.apiHandler(s.readyz))
-	a.Handle("GET /metrics", s.apiHandler(s.serveMetrics))
+	if !s.opts.NoPublicMetrics {
+		a.Handle("GET /metrics", s.apiHandler(s.serveMetrics))
+	}
 	a.Handle("GET /oidc/jwks", s.apiHandler(s.jwks))
 	a.Handle("GET /audit/checkpoint", s.apiHandler(s.auditCheckpoint))
 	a.Handle("GET /audit/checkpoint/latest", s.apiHandler(s.auditLatestCheckpoint))
@@ -231,6 +256,7 @@ type ctxKey int
 const (
 	requestIDKey ctxKey = iota
 	sessionEndedKey
+	clientKey
 )
 
 func requestID(ctx context.Context) string {

@@ -58,7 +58,7 @@ func startOn(t *testing.T, db *store.DB) (*testServer, *instance) {
 		t.Fatal(err)
 	}
 	l := in.log
-	handler, err := wire(ctx, in, &envFlags{dev: true, data: dir}, "")
+	handler, _, err := wire(ctx, in, &envFlags{dev: true, data: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

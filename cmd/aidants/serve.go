@@ -24,7 +24,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f := newFlags("serve")
 	env := addEnvFlags(f)
 	listen := f.String("listen", "", "address to listen on (default 127.0.0.1:8080)")
-	metricsToken := f.String("metrics-token", "", "bearer token for /metrics (default: loopback clients only)")
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
@@ -90,7 +89,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		<-witnessingDone
 	}()
 
-	handler, err := wire(ctx, in, env, *metricsToken)
+	handler, metricsHandler, err := wire(ctx, in, env)
 	if err != nil {
 		return damaged(cfg, err)
 	}
@@ -125,6 +124,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if addr := cfg.Server.MetricsListen; addr != "" {
+		mln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("serve: server.metrics_listen: %w", err)
+		}
+		msrv := &http.Server{Handler: metricsHandler, ReadHeaderTimeout: 10 * time.Second}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+		logger.Info("metrics served apart", "listen", mln.Addr().String())
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -139,12 +148,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// wire builds every service of a serving instance and returns the site.
-func wire(ctx context.Context, in *instance, env *envFlags, metricsToken string) (http.Handler, error) {
+// wire builds every service of a serving instance and returns the site,
+// and the metrics alone for a listener of their own.
+func wire(ctx context.Context, in *instance, env *envFlags) (http.Handler, http.Handler, error) {
 	cfg := in.cfg
 	secret, err := base64.StdEncoding.DecodeString(cfg.Session.Secret)
 	if err != nil {
-		return nil, fmt.Errorf("session.secret: %w", err)
+		return nil, nil, fmt.Errorf("session.secret: %w", err)
 	}
 	public := cfg.Server.PublicURL
 	authSvc, err := auth.New(auth.Config{
@@ -162,41 +172,42 @@ func wire(ctx context.Context, in *instance, env *envFlags, metricsToken string)
 		Logger:              in.logger,
 	}, in.log, in.dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := web.New(web.Options{
 		PublicURL: public, Dev: cfg.Dev, OverrideDir: cfg.Server.OverrideDir,
 		FormActions:  []string{cfg.AidantsProvider.Issuer, cfg.FranceConnect.Issuer},
-		MetricsToken: metricsToken, Logger: in.logger, Registry: reg,
+		MetricsToken: cfg.Server.MetricsToken, NoPublicMetrics: cfg.Server.MetricsListen != "", TrustedProxies: cfg.Server.TrustedNets(),
+		Logger: in.logger, Registry: reg,
 	}, web.Deps{Auth: authSvc, Log: in.log, Dir: in.dir, Mandates: in.mandates, Keys: in.keys,
 		Provider: in.provider, ServiceName: in.provider.ServiceName, AuditEvents: in.auditors.Events, Witnessing: in.witnessing})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if cfg.Dev {
 		secrets, err := loadDevSecrets(env.data)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		aidants, fc, err := devProviders(public, secrets)
 		if err != nil {
-			return nil, fmt.Errorf("development providers: %w", err)
+			return nil, nil, fmt.Errorf("development providers: %w", err)
 		}
 		srv.Mount("/dev/aidants/", aidants)
 		srv.Mount("/dev/franceconnect/", fc)
 		if err := seedDev(ctx, in, aidants.Issuer(), fc.Issuer()); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		demo, err := demoService(ctx, in, env.data)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		srv.Mount("/dev/service", demo)
 		srv.Mount("/dev/service/", demo)
 	}
-	return srv.Handler(), nil
+	return srv.Handler(), srv.MetricsHandler(), nil
 }
 
 func rpConfig(c config.OIDCClient, redirect string) auth.ProviderConfig {

@@ -37,6 +37,8 @@ type journalSetup struct {
 	stateFile string
 	witnesses []*litewitnesstest.Witness
 	quorum    int
+	// server holds more keys of the [server] table.
+	server string
 }
 
 func newJournalSetup(t *testing.T, d store.Dialect, origin string) *journalSetup {
@@ -80,6 +82,7 @@ func (j *journalSetup) config() string {
 [server]
 public_url = "http://%s"
 listen = %q
+%s
 [database]
 driver = %q
 dsn = %q
@@ -106,7 +109,7 @@ encryption_secret = %q
 pairwise_secret = %q
 [log]
 level = "info"
-`, j.listen, j.listen, j.driver, j.dsn, secret, j.origin, j.keyFile, j.stateFile, j.quorum, ws.String(), secret, secret)
+`, j.listen, j.listen, j.server, j.driver, j.dsn, secret, j.origin, j.keyFile, j.stateFile, j.quorum, ws.String(), secret, secret)
 	path := filepath.Join(j.dir, "config.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		j.t.Fatal(err)
