@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"runtime/debug"
+	"strings"
 	"time"
 )
 

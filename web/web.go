@@ -49,8 +49,8 @@ type Options struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client.
 	TrustedProxies []*net.IPNet
-	Logger       *slog.Logger
-	Registry     *prometheus.Registry
+	Logger         *slog.Logger
+	Registry       *prometheus.Registry
 }
 
 // Deps are the services the handlers call.
