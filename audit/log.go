@@ -67,6 +67,7 @@ type Log struct {
 	latest  atomic.Pointer[Checkpoint]
 	refused atomic.Pointer[error] // set by Refuse: nothing may be appended
 	failed  atomic.Pointer[error] // the last batch's failure, nil once one succeeds
+	observe atomic.Pointer[func(units int, commit time.Duration)]
 	stats   Stats
 	now     func() time.Time
 	proofs  proofReader
@@ -164,6 +165,10 @@ func (l *Log) Health() error {
 	}
 	return nil
 }
+
+// Observe has f told of each committed batch: its units and how long the
+// commit took (fsync included), for the metrics' histograms.
+func (l *Log) Observe(f func(units int, commit time.Duration)) { l.observe.Store(&f) }
 
 // Stats returns the writer's counters.
 func (l *Log) Stats() *Stats { return &l.stats }
@@ -426,6 +431,9 @@ func (l *Log) runBatch(batch []*unit, results []error) (err error) {
 		return fmt.Errorf("audit: commit: %w", err)
 	}
 	T3 := time.Now()
+	if f := l.observe.Load(); f != nil {
+		(*f)(len(batch), T3.Sub(T2))
+	}
 	l.stats.UnitNanos.Add(int64(T1.Sub(T0)))
 	l.stats.AppendNanos.Add(int64(T2.Sub(T1)))
 	l.stats.CommitNanos.Add(int64(T3.Sub(T2)))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"aidants/audit"
@@ -127,10 +128,35 @@ func newMetrics(reg *prometheus.Registry, log *audit.Log, ws *witness.Service) *
 			return float64(st.UnitNanos.Load()+st.AppendNanos.Load()) / 1e9
 		}),
 	)
+	batch := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aidants_audit_batch_units", Help: "Units of work committed together by the audit writer.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}})
+	commit := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "aidants_audit_commit_duration_seconds", Help: "Time of each commit of the audit writer (fsync included).",
+		Buckets: []float64{.0002, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}})
+	log.Observe(func(units int, d time.Duration) {
+		batch.Observe(float64(units))
+		commit.Observe(d.Seconds())
+	})
+	reg.MustRegister(batch, commit,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aidants_audit_writer_healthy", Help: "1 when the audit writer's last batch committed (or none failed), 0 while it cannot."},
+			func() float64 { return boolGauge(log.Health() == nil) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aidants_audit_refused", Help: "1 when the journal takes no writes (a rollback found at start, a damaged database)."},
+			func() float64 { return boolGauge(log.Refused() != nil) }),
+		collectors.NewDBStatsCollector(log.DB().R.DB, "readers"),
+	)
+	if w := log.DB().W.DB; w != log.DB().R.DB {
+		reg.MustRegister(collectors.NewDBStatsCollector(w, "writer"))
+	}
 	if ws != nil {
 		ws.Register(reg)
 	}
 	return m
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (m *metrics) observe(route string, status int, d time.Duration) {
