@@ -156,9 +156,10 @@ func (s *Service) Round(ctx context.Context) error {
 		return err
 	}
 	if s.cfg.Quorum == 0 {
-		// No witnesses: the state file keeps the newest checkpoint this
-		// instance signed, which is what it published.
-		return s.keep(cp.Size, cp.Note)
+		// No witnesses, nothing cosigned: nothing outside the database
+		// vouches for the journal, and no state file is kept (a restored
+		// backup is taken as it is).
+		return nil
 	}
 	lead, err := s.lead(ctx)
 	if err != nil {

@@ -26,8 +26,20 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The test binary doubles as the aidants command, for tests that need
-	// real server processes.
+	// The test binary doubles as the aidants command: run by a shell
+	// script named aidants (the documentation's recipes), with its
+	// arguments as they are.
+	if os.Getenv(asCLIEnv) == "1" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "aidants: "+oneLine(err))
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	// Or for tests that need real server processes.
 	if args := os.Getenv(childArgsEnv); args != "" {
 		var argv []string
 		json.Unmarshal([]byte(args), &argv)
@@ -44,6 +56,26 @@ func TestMain(m *testing.M) {
 }
 
 const childArgsEnv = "AIDANTS_TEST_CHILD_ARGS"
+
+const asCLIEnv = "AIDANTS_TEST_AS_CLI"
+
+// aidantsOnPath puts a command named aidants, which is this test binary,
+// in a directory of its own and returns that directory, for shell recipes.
+func aidantsOnPath(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\n" + asCLIEnv + "=1 exec " + shellQuote(exe) + " \"$@\"\n"
+	if err := os.WriteFile(dir+"/aidants", []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // startChild runs `aidants ARGS...` in a separate process until the test
 // ends, and returns the URL it announces.
