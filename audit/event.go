@@ -78,6 +78,7 @@ const (
 	AuditorRegistered         = "auditor.registered"
 	KeysRotated               = "keys.rotated"
 	AuditOriginStarted        = "audit.origin_started"
+	AbuseThrottled            = "abuse.throttled"
 )
 
 // Types lists every event type, sorted.
@@ -87,7 +88,7 @@ var Types = func() []string {
 		MandateConsentGiven, MandateConsentRefused, MandateCreated, MandateRenewed, MandateDemarcheRevoked,
 		MandateRevoked, MandateSuperseded, MandateUsed, TokenIssued, AccessDenied, AuditQueried, AuditExported,
 		OrgCreated, OrgUpdated, AidantCreated, AidantUpdated, AidantDisabled, AidantHabilitationRenewed,
-		ServiceRegistered, ServiceUpdated, AuditorRegistered, KeysRotated, AuditOriginStarted}
+		ServiceRegistered, ServiceUpdated, AuditorRegistered, KeysRotated, AuditOriginStarted, AbuseThrottled}
 	sort.Strings(t)
 	return t
 }()

@@ -33,6 +33,7 @@ type Config struct {
 	Keys            Keys       `toml:"keys"`
 	Mandate         Mandate    `toml:"mandate"`
 	Provider        Provider   `toml:"provider"`
+	Limits          Limits     `toml:"limits"`
 	Log             Log        `toml:"log"`
 
 	// Dev is set by `--dev`, never by the file: development identity
@@ -216,6 +217,25 @@ type Provider struct {
 	PairwiseSecret string `toml:"pairwise_secret"`
 }
 
+// Limits bounds what one client address (and, for tokens, one client)
+// may ask per Window; past it, 429 with Retry-After. 0 means no limit.
+// The defaults are far above what a busy France Services counter asks.
+type Limits struct {
+	Window Duration `toml:"window"`
+	// SignIn: starts of a sign-in (aidants, persons) and the identity
+	// providers' callbacks.
+	SignIn int `toml:"sign_in"`
+	// ConsentLinks: openings of a remote consent link.
+	ConsentLinks int `toml:"consent_links"`
+	// TokenFailures: failed requests to /oidc/token, per address and per
+	// client_id.
+	TokenFailures int `toml:"token_failures"`
+	// Verify: checks of a signed mandate at /mandats/verify.
+	Verify int `toml:"verify"`
+	// AuditorAPI: queries of the auditors' API.
+	AuditorAPI int `toml:"auditor_api"`
+}
+
 // Log configures the application log.
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn, error
@@ -268,6 +288,7 @@ func Default() Config {
 		Audit:    Audit{WitnessInterval: Duration(2 * time.Second)},
 		Mandate:  Mandate{ConsentLinkTTL: Duration(48 * time.Hour)},
 		Provider: Provider{AccessTokenTTL: Duration(5 * time.Minute), IDTokenTTL: Duration(5 * time.Minute)},
+		Limits:   Limits{Window: Duration(time.Minute), SignIn: 120, ConsentLinks: 30, TokenFailures: 30, Verify: 60, AuditorAPI: 1200},
 		Log:      Log{Level: "info", Format: "text"},
 	}
 }
@@ -414,6 +435,13 @@ func (c *Config) Validate() error {
 	positive("mandate.consent_link_ttl", c.Mandate.ConsentLinkTTL)
 	positive("provider.access_token_ttl", c.Provider.AccessTokenTTL)
 	positive("provider.id_token_ttl", c.Provider.IDTokenTTL)
+	positive("limits.window", c.Limits.Window)
+	for key, n := range map[string]int{"sign_in": c.Limits.SignIn, "consent_links": c.Limits.ConsentLinks,
+		"token_failures": c.Limits.TokenFailures, "verify": c.Limits.Verify, "auditor_api": c.Limits.AuditorAPI} {
+		if n < 0 {
+			bad("limits.%s must not be negative (0: no limit)", key)
+		}
+	}
 	if c.Session.IdleTimeout > c.Session.AbsoluteTimeout {
 		bad("session.idle_timeout must not exceed session.absolute_timeout")
 	}

@@ -49,6 +49,8 @@ type Options struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client.
 	TrustedProxies []*net.IPNet
+	// Limits bound what one client may ask (SPEC §11, issue 13).
+	Limits Limits
 	Logger         *slog.Logger
 	Registry       *prometheus.Registry
 }
@@ -89,6 +91,7 @@ type Server struct {
 	root    *http.ServeMux
 	csp     string
 	metrics *metrics
+	limits  *limits
 	logger  *slog.Logger
 }
 
@@ -112,9 +115,22 @@ func New(opts Options, d Deps) (*Server, error) {
 		logger: opts.Logger,
 	}
 	s.metrics = newMetrics(opts.Registry, d.Log, d.Witnessing)
+	s.limits = newLimits(opts.Limits)
 	s.csp = contentSecurityPolicy(opts.FormActions)
 	s.routes()
 	return s, nil
+}
+
+// Run does the server's background work until ctx ends: the journal of
+// throttled requests.
+func (s *Server) Run(ctx context.Context) {
+	if len(s.limits.all) > 0 {
+		w := s.opts.Limits.Window
+		if w <= 0 {
+			w = time.Minute
+		}
+		s.journalThrottling(ctx, w)
+	}
 }
 
 // Mount adds a handler beside the application's (the development
@@ -143,9 +159,9 @@ func (s *Server) routes() {
 	b := s.browser
 	b.Handle("GET /{$}", s.page(s.home))
 	b.Handle("GET /connexion", s.page(s.connexion))
-	b.Handle("GET /connexion/aidant", s.page(s.aidantLogin))
+	b.Handle("GET /connexion/aidant", s.limited(s.limits.signIn, false, s.page(s.aidantLogin)))
 	b.Handle("GET /connexion/aidant/reauthentification", s.page(s.aidantStepUp))
-	b.Handle("GET /connexion/aidant/retour", s.page(s.aidantCallback))
+	b.Handle("GET /connexion/aidant/retour", s.limited(s.limits.signIn, false, s.page(s.aidantCallback)))
 	b.Handle("POST /deconnexion", s.page(s.logout))
 	b.Handle("GET /deconnecte", s.page(s.loggedOut))
 	b.Handle("GET /tableau-de-bord", s.page(s.aidantOnly(s.dashboard)))
@@ -165,18 +181,18 @@ func (s *Server) routes() {
 	b.Handle("POST /mandats/{id}/revoquer", s.page(s.aidantOnly(s.revokeMandate)))
 	b.Handle("POST /mandats/{id}/renouveler", s.page(s.aidantOnly(s.renewMandate)))
 	// Anyone may check a signed mandate.
-	b.Handle("GET /mandats/verify", s.page(s.verifyMandate))
-	b.Handle("POST /mandats/verify", s.page(s.verifyMandate))
+	b.Handle("GET /mandats/verify", s.limited(s.limits.verify, false, s.page(s.verifyMandate)))
+	b.Handle("POST /mandats/verify", s.limited(s.limits.verify, false, s.page(s.verifyMandate)))
 	// FranceConnect's own callback, and the person's remote consent.
-	b.Handle("GET /franceconnect/retour", s.page(s.franceConnectCallback))
-	b.Handle("GET /consentement", s.page(s.consentStart))
+	b.Handle("GET /franceconnect/retour", s.limited(s.limits.signIn, false, s.page(s.franceConnectCallback)))
+	b.Handle("GET /consentement", s.limited(s.limits.consent, false, s.page(s.consentStart)))
 	b.Handle("POST /consentement/franceconnect", s.page(s.consentFranceConnect))
 	b.Handle("GET /consentement/recapitulatif", s.page(s.consentRecap))
 	b.Handle("POST /consentement/accepter", s.page(s.consentDecide(true)))
 	b.Handle("POST /consentement/refuser", s.page(s.consentDecide(false)))
 	// The person's own space (SPEC §5.6).
 	b.Handle("GET /mon-espace", s.page(s.usagerOnly(s.space)))
-	b.Handle("POST /mon-espace/connexion", s.page(s.usagerLogin))
+	b.Handle("POST /mon-espace/connexion", s.limited(s.limits.signIn, false, s.page(s.usagerLogin)))
 	b.Handle("POST /mon-espace/deconnexion", s.page(s.usagerLogout))
 	b.Handle("GET /mon-espace/deconnecte", s.page(s.usagerLoggedOut))
 	b.Handle("GET /mon-espace/mandats/{id}/revoquer", s.page(s.usagerOnly(s.usagerRevokeConfirm)))
@@ -221,13 +237,14 @@ func (s *Server) routes() {
 	a.Handle("GET /audit/proof/consistency", s.apiHandler(s.auditConsistency))
 
 	if s.auditEvents != nil {
-		a.Handle("GET /api/audit/events", s.auditEvents)
+		a.Handle("GET /api/audit/events", s.limited(s.limits.auditor, true, s.auditEvents))
 	}
 	if s.provider != nil {
 		ph := s.provider.Handler()
-		for _, p := range []string{"GET /.well-known/openid-configuration", "POST /oidc/token", "GET /oidc/userinfo", "POST /oidc/userinfo"} {
+		for _, p := range []string{"GET /.well-known/openid-configuration", "GET /oidc/userinfo", "POST /oidc/userinfo"} {
 			a.Handle(p, ph)
 		}
+		a.Handle("POST /oidc/token", s.tokenLimited(ph))
 	}
 	browser := s.common(s.browserMiddleware(b))
 	api := s.common(s.apiMiddleware(a))

@@ -180,6 +180,8 @@ func wire(ctx context.Context, in *instance, env *envFlags) (http.Handler, http.
 		PublicURL: public, Dev: cfg.Dev, OverrideDir: cfg.Server.OverrideDir,
 		FormActions:  []string{cfg.AidantsProvider.Issuer, cfg.FranceConnect.Issuer},
 		MetricsToken: cfg.Server.MetricsToken, NoPublicMetrics: cfg.Server.MetricsListen != "", TrustedProxies: cfg.Server.TrustedNets(),
+		Limits: web.Limits{Window: cfg.Limits.Window.D(), SignIn: cfg.Limits.SignIn, ConsentLinks: cfg.Limits.ConsentLinks,
+			TokenFailures: cfg.Limits.TokenFailures, Verify: cfg.Limits.Verify, AuditorAPI: cfg.Limits.AuditorAPI},
 		Logger: in.logger, Registry: reg,
 	}, web.Deps{Auth: authSvc, Log: in.log, Dir: in.dir, Mandates: in.mandates, Keys: in.keys,
 		Provider: in.provider, ServiceName: in.provider.ServiceName, AuditEvents: in.auditors.Events, Witnessing: in.witnessing})
@@ -207,6 +209,7 @@ func wire(ctx context.Context, in *instance, env *envFlags) (http.Handler, http.
 		srv.Mount("/dev/service", demo)
 		srv.Mount("/dev/service/", demo)
 	}
+	go srv.Run(ctx)
 	return srv.Handler(), srv.MetricsHandler(), nil
 }
 

@@ -37,8 +37,8 @@ type journalSetup struct {
 	stateFile string
 	witnesses []*litewitnesstest.Witness
 	quorum    int
-	// server holds more keys of the [server] table.
-	server string
+	// server holds more keys of the [server] table, tables more tables.
+	server, tables string
 }
 
 func newJournalSetup(t *testing.T, d store.Dialect, origin string) *journalSetup {
@@ -109,7 +109,8 @@ encryption_secret = %q
 pairwise_secret = %q
 [log]
 level = "info"
-`, j.listen, j.listen, j.server, j.driver, j.dsn, secret, j.origin, j.keyFile, j.stateFile, j.quorum, ws.String(), secret, secret)
+%s
+`, j.listen, j.listen, j.server, j.driver, j.dsn, secret, j.origin, j.keyFile, j.stateFile, j.quorum, ws.String(), secret, secret, j.tables)
 	path := filepath.Join(j.dir, "config.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		j.t.Fatal(err)
