@@ -23,7 +23,7 @@ func TestWALStaysUnderItsBoundUnderSteadyLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 30-second load")
 	}
-	const limit = 4 << 20
+	const limit = store.DefaultWALLimit
 	ctx := context.Background()
 	_, path := storetest.DSN(t, store.SQLite)
 	db, err := store.Open(ctx, "sqlite", path, store.Options{WALLimit: limit})

@@ -50,9 +50,9 @@ type Options struct {
 	// the client.
 	TrustedProxies []*net.IPNet
 	// Limits bound what one client may ask (SPEC §11, issue 13).
-	Limits Limits
-	Logger         *slog.Logger
-	Registry       *prometheus.Registry
+	Limits   Limits
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
 }
 
 // Deps are the services the handlers call.
