@@ -175,7 +175,7 @@ func TestOpenIDClientInteroperates(t *testing.T) {
 	}
 	cl, ui := result.Claims, result.Userinfo
 	if cl["iss"] != s.URL || cl["aud"] != clientID || cl["given_name"] != "Joséphine Marie" || cl["family_name"] != "Lefèvre" ||
-		cl["birthdate"] != "1948-03-12" || cl["acr"] != "eidas1" {
+		cl["birthdate"] != "1948-03-12" || cl["acr"] != "eidas2" {
 		t.Errorf("ID token claims: %v", cl)
 	}
 	if ui["sub"] != cl["sub"] || ui["family_name"] != "Lefèvre" {
