@@ -10,7 +10,12 @@
 //
 // The machine endpoints are served by Handler; the aidant's choice of the
 // person to act for is a page of package web, which calls Request,
-// Eligible and IssueCode.
+// Eligible and IssueCode — after the aidant authenticated again when the
+// service asked (max_age, prompt=login: AuthRequest.Reauthenticate, and
+// Authenticated for an authentication made on the way). The ID token's
+// acr says how the aidant authenticated (ACRFor); what a service asked
+// through the claims parameter travels with its request and its code.
+// docs/SERVICES.md is the guide for services.
 package provider
 
 import (

@@ -8,6 +8,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
 )
 
 // authorizeURL is an authorization request of svc, with extra
@@ -147,5 +150,83 @@ func TestServicesDocumentationIsServed(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("the documentation page lacks %q", want)
 		}
+	}
+}
+
+// goFlow runs an authorization code flow of svc with x/oauth2 (credentials
+// in the header), the extra authorization parameters given, and returns
+// the ID token's claims — or, when the provider answered the service with
+// an error, that error code.
+func (in *interop) goFlow(svc *service, extra url.Values) (claims map[string]any, errorCode string) {
+	t := in.t
+	t.Helper()
+	ctx := t.Context()
+	op, err := oidc.NewProvider(ctx, in.s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := oauth2.Config{ClientID: svc.clientID, ClientSecret: svc.secret, RedirectURL: svc.redirect, Endpoint: op.Endpoint(),
+		Scopes: []string{oidc.ScopeOpenID, "profile"}}
+	conf.Endpoint.AuthStyle = oauth2.AuthStyleInHeader
+	state, nonce, verifier := oauth2.GenerateVerifier(), oauth2.GenerateVerifier(), oauth2.GenerateVerifier()
+	opts := []oauth2.AuthCodeOption{oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)}
+	for k := range extra {
+		opts = append(opts, oauth2.SetAuthURLParam(k, extra.Get(k)))
+	}
+	back, _ := in.browse(conf.AuthCodeURL(state, opts...), svc.redirect)
+	u, _ := url.Parse(back)
+	if q := u.Query(); q.Get("state") != state || q.Get("iss") != in.s.URL {
+		t.Fatalf("the service got %s", back)
+	}
+	if e := u.Query().Get("error"); e != "" {
+		return nil, e
+	}
+	tok, err := conf.Exchange(ctx, u.Query().Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	idt, err := op.Verifier(&oidc.Config{ClientID: svc.clientID, SupportedSigningAlgs: []string{oidc.ES256}}).Verify(ctx, raw)
+	if err != nil || idt.Nonce != nonce {
+		t.Fatalf("go-oidc: %v", err)
+	}
+	if err := idt.Claims(&claims); err != nil {
+		t.Fatal(err)
+	}
+	return claims, ""
+}
+
+// TestACRFollowsTheAidantsSecondFactor: the ID token's acr is eidas2 when
+// the aidant's session stands on an authentication with a second factor,
+// eidas1 when it does not (a session of before the sessions recorded it);
+// acr_values eidas2 is then a preference that does not fail, an essential
+// acr of eidas2 is refused to the service before anyone is chosen, and an
+// authentication again with the second factor restores eidas2.
+func TestACRFollowsTheAidantsSecondFactor(t *testing.T) {
+	in := newInterop(t)
+	svc := in.register("niveaux", "client_secret_basic")
+	db := openDB(t, in.s)
+	if n := count(t, db, `SELECT COUNT(*) FROM sessions WHERE kind = 'aidant' AND ended_at IS NULL AND mfa`); n != 1 {
+		t.Fatalf("%d open aidant sessions recorded with a second factor, want Camille's", n)
+	}
+	if c, _ := in.goFlow(svc, nil); c["acr"] != "eidas2" {
+		t.Errorf("acr with a second factor: %v", c["acr"])
+	}
+	if _, err := db.W.Exec(`UPDATE sessions SET mfa = FALSE WHERE kind = 'aidant'`); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := in.goFlow(svc, url.Values{"acr_values": {"eidas2"}}); c["acr"] != "eidas1" {
+		t.Errorf("acr with one factor, eidas2 preferred: %v", c["acr"])
+	}
+	codes := count(t, db, `SELECT COUNT(*) FROM oidc_codes`)
+	if _, e := in.goFlow(svc, url.Values{"claims": {`{"id_token":{"acr":{"essential":true,"values":["eidas2"]}}}`}}); e != "unmet_authentication_requirements" {
+		t.Errorf("essential eidas2 with one factor: error %q", e)
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM oidc_codes`); n != codes {
+		t.Error("a code was issued though the essential acr was not met")
+	}
+	c, _ := in.goFlow(svc, url.Values{"prompt": {"login"}, "claims": {`{"id_token":{"acr":{"essential":true,"values":["eidas2"]}}}`}})
+	if c["acr"] != "eidas2" {
+		t.Errorf("after authenticating again with a second factor: acr %v", c["acr"])
 	}
 }
