@@ -99,7 +99,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request, a *Answer) error
 		// The first usable organisation is current; an aidant of several
 		// can switch from the dashboard.
 		current := ms[0]
-		secret, err = startSession(tx, "aidant", aid.ID, current.OrganisationID, a.AuthTime)
+		secret, err = startSession(tx, "aidant", aid.ID, current.OrganisationID, a.AuthTime, a.MFA)
 		if err != nil {
 			return err
 		}
@@ -143,7 +143,9 @@ func (s *Service) stepUp(w http.ResponseWriter, r *http.Request, a *Answer) erro
 		return &RefusedError{Reason: ReasonOtherPerson}
 	}
 	return s.log.Write(r.Context(), func(tx *audit.Tx) error {
-		if _, err := tx.Exec(`UPDATE sessions SET auth_time = ? WHERE id = ?`, store.T(a.AuthTime), cur.SessionID); err != nil {
+		// The session now stands on this authentication: its time and
+		// whether it used a second factor.
+		if _, err := tx.Exec(`UPDATE sessions SET auth_time = ?, mfa = ? WHERE id = ?`, store.T(a.AuthTime), a.MFA, cur.SessionID); err != nil {
 			return err
 		}
 		_, err := tx.Append(audit.Event{Type: audit.AidantStepUp, Actor: cur.Actor(), Aidant: cur.AidantID, Organisation: cur.OrganisationID})

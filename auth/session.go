@@ -26,6 +26,7 @@ type Principal struct {
 	IsAidant         bool
 	IsReferent       bool
 	AuthTime         time.Time
+	MFA              bool // that authentication used a second factor (the provider's acr follows it)
 	CreatedAt        time.Time
 }
 
@@ -78,6 +79,7 @@ func (s *Service) Aidant(w http.ResponseWriter, r *http.Request) (*Principal, er
 		PrincipalID      string         `db:"principal_id"`
 		OrganisationID   sql.NullString `db:"organisation_id"`
 		AuthTime         store.Time     `db:"auth_time"`
+		MFA              bool           `db:"mfa"`
 		CreatedAt        store.Time     `db:"created_at"`
 		LastSeen         store.Time     `db:"last_seen_at"`
 		Ended            store.Time     `db:"ended_at"`
@@ -93,7 +95,7 @@ func (s *Service) Aidant(w http.ResponseWriter, r *http.Request) (*Principal, er
 		OrgSIRET         sql.NullString `db:"org_siret"`
 		OrgActive        sql.NullBool   `db:"org_active"`
 	}
-	err = s.db.R.GetContext(r.Context(), &row, s.db.Rebind(`SELECT s.principal_id, s.organisation_id, s.auth_time, s.created_at,
+	err = s.db.R.GetContext(r.Context(), &row, s.db.Rebind(`SELECT s.principal_id, s.organisation_id, s.auth_time, s.mfa, s.created_at,
 		s.last_seen_at, s.ended_at, a.given_name, a.family_name, a.email, a.active AS aidant_active, a.habilitated_until,
 		m.is_aidant, m.is_referent, m.active AS member_active, o.name AS org_name, o.siret AS org_siret, o.active AS org_active
 		FROM sessions s JOIN aidants a ON a.id = s.principal_id
@@ -144,7 +146,7 @@ func (s *Service) Aidant(w http.ResponseWriter, r *http.Request) (*Principal, er
 	return &Principal{
 		SessionID: id, AidantID: row.PrincipalID, GivenName: row.GivenName, FamilyName: row.FamilyName, Email: row.Email,
 		OrganisationID: row.OrganisationID.String, OrganisationName: row.OrgName.String, SIRET: row.OrgSIRET.String,
-		IsAidant: row.IsAidant.Bool, IsReferent: row.IsReferent.Bool, AuthTime: row.AuthTime.Time, CreatedAt: row.CreatedAt.Time,
+		IsAidant: row.IsAidant.Bool, IsReferent: row.IsReferent.Bool, AuthTime: row.AuthTime.Time, MFA: row.MFA, CreatedAt: row.CreatedAt.Time,
 	}, nil
 }
 
@@ -157,16 +159,17 @@ func (s *Service) endSession(ctx context.Context, id string) error {
 
 // startSession records a new session inside the login's transaction and
 // returns the secret for the cookie. A new secret at every sign-in: a
-// session id planted before login is worth nothing after it.
-func startSession(tx *audit.Tx, kind, principalID, orgID string, authTime time.Time) (string, error) {
+// session id planted before login is worth nothing after it. mfa records
+// whether the authentication used a second factor.
+func startSession(tx *audit.Tx, kind, principalID, orgID string, authTime time.Time, mfa bool) (string, error) {
 	secret := store.RandomToken(32)
 	now := store.T(tx.Now())
 	var org any
 	if orgID != "" {
 		org = orgID
 	}
-	_, err := tx.Exec(`INSERT INTO sessions (id, kind, principal_id, organisation_id, auth_time, created_at, last_seen_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, store.Hash(secret), kind, principalID, org, store.T(authTime), now, now)
+	_, err := tx.Exec(`INSERT INTO sessions (id, kind, principal_id, organisation_id, auth_time, mfa, created_at, last_seen_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, store.Hash(secret), kind, principalID, org, store.T(authTime), mfa, now, now)
 	return secret, err
 }
 

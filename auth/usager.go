@@ -71,7 +71,7 @@ func (s *Service) FinishUsager(w http.ResponseWriter, r *http.Request, a *Answer
 			return err
 		}
 		var err error
-		if secret, err = startSession(tx, "usager", id, "", a.AuthTime); err != nil {
+		if secret, err = startSession(tx, "usager", id, "", a.AuthTime, a.MFA); err != nil {
 			return err
 		}
 		_, err = tx.Append(audit.Event{Type: audit.UsagerLogin, Actor: audit.Actor{Kind: audit.ActorUsager, ID: id}, Usager: id})

@@ -2,16 +2,23 @@ package provider
 
 import (
 	"context"
+	"crypto/hmac"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"aidants/audit"
+	"aidants/internal/jwtverify"
 	"aidants/mandate"
 	"aidants/store"
 )
@@ -27,8 +34,92 @@ type AuthRequest struct {
 	CodeChallenge string     `db:"code_challenge"`
 	Scope         string     `db:"scope"`
 	RepScope      store.List `db:"rep_scope"` // démarche codes asked for, empty for any
-	CreatedAt     store.Time `db:"created_at"`
-	ExpiresAt     store.Time `db:"expires_at"`
+	// AuthAfter is when the aidant's authentication must have happened at
+	// the earliest (max_age, prompt=login); zero when any will do.
+	AuthAfter store.Time `db:"auth_after"`
+	Claims    Requested  `db:"claims"`
+	CreatedAt store.Time `db:"created_at"`
+	ExpiresAt store.Time `db:"expires_at"`
+	// PromptNone is a request that must be answered at once, without
+	// showing the aidant anything (prompt=none): it is never saved.
+	PromptNone bool `db:"-"`
+}
+
+// Reauthenticate tells whether an aidant who authenticated at authTime
+// must authenticate again before choosing for this request.
+func (r *AuthRequest) Reauthenticate(authTime time.Time) bool {
+	return !r.AuthAfter.IsZero() && authTime.Before(r.AuthAfter.Time)
+}
+
+// ACR returns the level of assurance the ID token will assert for an
+// aidant who authenticated with a second factor or not (ACRFor), lowered
+// to the highest level the service asked as essential when it did so
+// (eIDAS levels are ordered: a higher one meets a lower one's
+// requirements); ok is false when no level asked can be met.
+func (r *AuthRequest) ACR(mfa bool) (acr string, ok bool) {
+	reached := ACRFor(mfa)
+	if len(r.Claims.ACR) == 0 {
+		return reached, true
+	}
+	for i := slices.Index(ACRs, reached); i >= 0; i-- {
+		if slices.Contains(r.Claims.ACR, ACRs[i]) {
+			return ACRs[i], true
+		}
+	}
+	return "", false
+}
+
+// Refusal is the error answer to this request, sent to the service's
+// redirect URI.
+func (r *AuthRequest) Refusal(code, description string) *RedirectError {
+	return &RedirectError{RedirectURI: r.RedirectURI, State: r.State, Code: code, Description: description}
+}
+
+// Requested is what a service asked through the claims parameter (OpenID
+// Connect Core §5.5), as far as this provider understands it: rep_scope
+// is kept apart, in AuthRequest.RepScope; claims it does not know are
+// ignored, as Core says.
+type Requested struct {
+	IDToken  []string `json:"id_token,omitempty"` // identity claims asked in the ID token
+	UserInfo []string `json:"userinfo,omitempty"` // identity claims asked from userinfo
+	// Subject is the person asked for by value: the sub this service
+	// knows them by. Only that person may be chosen.
+	Subject string `json:"sub,omitempty"`
+	// ACR are the acr values asked as essential: the authentication must
+	// meet one of them, or the request fails.
+	ACR []string `json:"acr,omitempty"`
+}
+
+func (q Requested) empty() bool {
+	return len(q.IDToken) == 0 && len(q.UserInfo) == 0 && q.Subject == "" && len(q.ACR) == 0
+}
+
+// Value implements driver.Valuer: JSON, or "" when nothing was asked.
+func (q Requested) Value() (driver.Value, error) {
+	if q.empty() {
+		return "", nil
+	}
+	b, err := json.Marshal(q)
+	return string(b), err
+}
+
+// Scan implements sql.Scanner.
+func (q *Requested) Scan(src any) error {
+	var b []byte
+	switch v := src.(type) {
+	case string:
+		b = []byte(v)
+	case []byte:
+		b = v
+	case nil:
+	default:
+		return fmt.Errorf("provider: cannot scan %T into Requested", src)
+	}
+	*q = Requested{}
+	if len(b) == 0 {
+		return nil
+	}
+	return json.Unmarshal(b, q)
 }
 
 // PageError is an authorization request that cannot be answered by a
@@ -65,11 +156,21 @@ func withQuery(base string, q url.Values) string {
 	return u.String()
 }
 
-// Authorize validates an authorization request (SPEC §7): the client and
-// its exact redirect URI first (else a *PageError: never a redirect to an
-// unregistered place), then code flow only, openid scope, state, nonce,
-// PKCE S256, acr_values, and the rep_scope asked through claims (else a
-// *RedirectError). Unknown parameters are ignored.
+// Prompt values (Core §3.1.2.1). The chooser page is where the aidant
+// consents and selects, so consent and select_account ask nothing more.
+var promptValues = []string{"none", "login", "consent", "select_account"}
+
+// maxAgeBound is the largest max_age that still says something: a longer
+// one asks nothing of a session that lives twelve hours at most.
+const maxAgeBound = 10 * 365 * 24 * 3600
+
+// Authorize validates an authorization request (SPEC §7, OpenID Connect
+// Core §3.1.2): the client and its exact redirect URI first (else a
+// *PageError: never a redirect to an unregistered place), then, answered
+// to the redirect URI as *RedirectError, request objects (not supported),
+// code flow only, openid scope, state, nonce, PKCE S256, prompt, max_age
+// and the claims parameter. acr_values is a preference (the ID token says
+// what was achieved), and unknown parameters are ignored.
 func (p *Provider) Authorize(ctx context.Context, q url.Values) (*AuthRequest, *Service, error) {
 	one := func(name string) (string, bool) {
 		vs := q[name]
@@ -83,8 +184,13 @@ func (p *Provider) Authorize(ctx context.Context, q url.Values) (*AuthRequest, *
 	}
 	clientID, ok1 := one("client_id")
 	redirect, ok2 := one("redirect_uri")
+	object, ok3 := one("request")
+	objectURI, ok4 := one("request_uri")
 	if !ok1 || !ok2 || clientID == "" {
 		return nil, nil, &PageError{"client_id and redirect_uri are required, once"}
+	}
+	if !ok3 || !ok4 {
+		return nil, nil, &PageError{"request and request_uri may be given once"}
 	}
 	svc, err := p.Service(ctx, clientID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -93,20 +199,35 @@ func (p *Provider) Authorize(ctx context.Context, q url.Values) (*AuthRequest, *
 	if err != nil {
 		return nil, nil, err
 	}
+	state, _ := one("state")
+	if redirect == "" && (object != "" || objectURI != "") {
+		redirect, state = answerTo(svc, object, state)
+	}
 	if !slices.Contains(svc.RedirectURIs, redirect) {
 		return nil, nil, &PageError{"redirect_uri is not one the service registered"}
 	}
-	state, _ := one("state")
 	fail := func(code, desc string) (*AuthRequest, *Service, error) {
 		return nil, nil, &RedirectError{RedirectURI: redirect, State: state, Code: code, Description: desc}
 	}
-	for _, name := range []string{"response_type", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "acr_values", "prompt", "claims"} {
+	// Core §6: a provider that does not read request objects says so,
+	// rather than act on parameters the object may contradict.
+	if object != "" {
+		return fail("request_not_supported", "request objects are not supported: send the parameters in the query")
+	}
+	if objectURI != "" {
+		return fail("request_uri_not_supported", "request_uri is not supported: send the parameters in the query")
+	}
+	for _, name := range []string{"response_type", "response_mode", "scope", "state", "nonce", "code_challenge", "code_challenge_method",
+		"acr_values", "prompt", "max_age", "claims"} {
 		if _, ok := one(name); !ok {
 			return fail("invalid_request", name+" is repeated")
 		}
 	}
 	if rt, _ := one("response_type"); rt != "code" {
 		return fail("unsupported_response_type", "only the authorization code flow (response_type=code)")
+	}
+	if rm, _ := one("response_mode"); rm != "" && rm != "query" {
+		return fail("invalid_request", "only response_mode=query")
 	}
 	scope, _ := one("scope")
 	scopes := strings.Fields(scope)
@@ -125,17 +246,22 @@ func (p *Provider) Authorize(ctx context.Context, q url.Values) (*AuthRequest, *
 	if method != "S256" || len(challenge) != 43 || strings.Trim(challenge, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
 		return fail("invalid_request", "PKCE with code_challenge_method=S256 is required")
 	}
-	if acr, _ := one("acr_values"); acr != "" && !slices.Contains(strings.Fields(acr), ACR) {
-		return fail("invalid_request", "acr_values must allow "+ACR)
+	prompt, _ := one("prompt")
+	maxAge, _ := one("max_age")
+	after, none, err := freshness(prompt, maxAge, p.now())
+	if err != nil {
+		return fail("invalid_request", err.Error())
 	}
-	if prompt, _ := one("prompt"); slices.Contains(strings.Fields(prompt), "none") {
-		return fail("login_required", "an aidant must choose the person to act for")
-	}
+	var asked Requested
 	var rep []string
 	if claims, _ := one("claims"); claims != "" {
-		if rep, err = repScope(claims); err != nil {
+		if asked, rep, err = parseClaims(claims); err != nil {
 			return fail("invalid_request", err.Error())
 		}
+	}
+	if len(asked.ACR) > 0 && !slices.ContainsFunc(asked.ACR, func(v string) bool { return slices.Contains(ACRs, v) }) {
+		return fail("unmet_authentication_requirements", "the essential acr asked is beyond what this provider asserts ("+
+			strings.Join(ACRs, ", ")+")")
 	}
 	// Keep only the scopes this provider knows.
 	var kept []string
@@ -145,41 +271,169 @@ func (p *Provider) Authorize(ctx context.Context, q url.Values) (*AuthRequest, *
 		}
 	}
 	return &AuthRequest{ServiceID: svc.ID, RedirectURI: redirect, State: state, Nonce: nonce, CodeChallenge: challenge,
-		Scope: strings.Join(kept, " "), RepScope: rep}, svc, nil
+		Scope: strings.Join(kept, " "), RepScope: rep, AuthAfter: store.T(after), Claims: asked, PromptNone: none}, svc, nil
 }
 
-// repScope reads the rep_scope values asked through the claims parameter
-// (FranceConnect's contract) and returns their démarche codes.
-func repScope(raw string) ([]string, error) {
-	var c map[string]map[string]*struct {
-		Essential bool     `json:"essential"`
-		Value     string   `json:"value"`
-		Values    []string `json:"values"`
+// freshness reads prompt and max_age: after is when the aidant's
+// authentication must have happened at the earliest (zero: any will do),
+// none a request to answer without showing anything.
+func freshness(prompt, maxAge string, now time.Time) (after time.Time, none bool, err error) {
+	if maxAge != "" {
+		n, err := strconv.ParseInt(maxAge, 10, 64)
+		if err != nil || n < 0 {
+			return after, false, errors.New("max_age must be a number of seconds, 0 or more")
+		}
+		if n <= maxAgeBound {
+			after = now.Add(-time.Duration(n) * time.Second)
+		}
 	}
-	if err := json.Unmarshal([]byte(raw), &c); err != nil {
-		return nil, errors.New("claims is not valid JSON")
+	prompts := strings.Fields(prompt)
+	for _, v := range prompts {
+		if !slices.Contains(promptValues, v) {
+			return after, false, fmt.Errorf("unknown prompt value %q (none, login, consent, select_account)", v)
+		}
+		if v == "login" {
+			after = now
+		}
 	}
-	var out []string
+	none = slices.Contains(prompts, "none")
+	if none && len(prompts) > 1 {
+		return after, false, errors.New("prompt=none cannot be combined with other values")
+	}
+	return after, none, nil
+}
+
+// requestObjectAlgs are the algorithms a request object is read with, only
+// to find where to send its refusal.
+var requestObjectAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.ES512, jose.RS256, jose.RS384, jose.RS512,
+	jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}
+
+// answerTo finds where to send the refusal of a request whose redirect
+// URI, and state, travel inside a request object (openid-client's JAR
+// sends client_id and request only): the object's own redirect_uri and
+// state, read without checking the signature — they only pick one of the
+// service's registered addresses and are echoed back —, else the
+// service's only registered redirect URI (RFC 6749 §3.1.2.3). "" when
+// neither says.
+func answerTo(svc *Service, object, state string) (string, string) {
+	if object != "" {
+		var c struct {
+			RedirectURI string `json:"redirect_uri"`
+			State       string `json:"state"`
+		}
+		tok, err := jwtverify.Parse(object, requestObjectAlgs...)
+		if err == nil && tok.UnsafeClaims(&c) == nil && slices.Contains(svc.RedirectURIs, c.RedirectURI) {
+			if state == "" && len(c.State) <= 512 {
+				state = c.State
+			}
+			return c.RedirectURI, state
+		}
+	}
+	if len(svc.RedirectURIs) == 1 {
+		return svc.RedirectURIs[0], state
+	}
+	return "", state
+}
+
+// parseClaims reads the claims parameter (Core §5.5): the identity claims
+// asked in each place, the person asked for by sub, the acr values asked
+// as essential, and the démarche codes of the rep_scope values asked
+// (FranceConnect's contract). Claims it does not know are ignored; a
+// parameter that is not what Core describes is refused.
+func parseClaims(raw string) (Requested, []string, error) {
+	var out Requested
+	var rep []string
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(raw), &top); err != nil || top == nil {
+		return out, nil, errors.New("claims must be a JSON object")
+	}
 	for _, where := range []string{"id_token", "userinfo"} {
-		r := c[where]["rep_scope"]
-		if r == nil {
+		section, ok := top[where]
+		if !ok || string(section) == "null" {
 			continue
 		}
-		vals := r.Values
-		if r.Value != "" {
-			vals = append(vals, r.Value)
+		var members map[string]json.RawMessage
+		if err := json.Unmarshal(section, &members); err != nil || members == nil {
+			return out, nil, fmt.Errorf("claims.%s must be a JSON object", where)
 		}
-		for _, v := range vals {
-			d, ok := mandate.DemarcheByRepScope(v)
-			if !ok {
-				return nil, fmt.Errorf("unknown rep_scope value %q", v)
+		names := slices.Sorted(maps.Keys(members))
+		for _, name := range names {
+			var m struct {
+				Essential bool            `json:"essential"`
+				Value     json.RawMessage `json:"value"`
+				Values    json.RawMessage `json:"values"`
 			}
-			if !slices.Contains(out, d.Code) {
-				out = append(out, d.Code)
+			if body := members[name]; string(body) != "null" {
+				if err := json.Unmarshal(body, &m); err != nil {
+					return out, nil, fmt.Errorf("claims.%s.%s must be null or an object with essential (a boolean), value or values (an array)", where, name)
+				}
+			}
+			// strs reads value and values as strings, for the claims
+			// whose values this provider acts on.
+			strs := func() ([]string, error) {
+				var vals []string
+				if len(m.Values) > 0 && string(m.Values) != "null" {
+					if err := json.Unmarshal(m.Values, &vals); err != nil {
+						return nil, fmt.Errorf("claims.%s.%s.values must be an array of strings", where, name)
+					}
+				}
+				if len(m.Value) > 0 && string(m.Value) != "null" {
+					var v string
+					if err := json.Unmarshal(m.Value, &v); err != nil {
+						return nil, fmt.Errorf("claims.%s.%s.value must be a string", where, name)
+					}
+					vals = append(vals, v)
+				}
+				return vals, nil
+			}
+			switch {
+			case name == "rep_scope":
+				vals, err := strs()
+				if err != nil {
+					return out, nil, err
+				}
+				for _, v := range vals {
+					d, ok := mandate.DemarcheByRepScope(v)
+					if !ok {
+						return out, nil, fmt.Errorf("unknown rep_scope value %q", v)
+					}
+					if !slices.Contains(rep, d.Code) {
+						rep = append(rep, d.Code)
+					}
+				}
+			case name == "sub":
+				vals, err := strs()
+				if err != nil {
+					return out, nil, err
+				}
+				for _, v := range vals {
+					if v == "" || len(v) > 200 || (out.Subject != "" && out.Subject != v) {
+						return out, nil, errors.New("claims: sub may be asked with one value only")
+					}
+					out.Subject = v
+				}
+			case name == "acr":
+				vals, err := strs()
+				if err != nil {
+					return out, nil, err
+				}
+				if m.Essential { // else a preference, like acr_values
+					for _, v := range vals {
+						if !slices.Contains(out.ACR, v) {
+							out.ACR = append(out.ACR, v)
+						}
+					}
+				}
+			case slices.Contains(PivotClaims, name):
+				if where == "id_token" {
+					out.IDToken = append(out.IDToken, name)
+				} else {
+					out.UserInfo = append(out.UserInfo, name)
+				}
 			}
 		}
 	}
-	return out, nil
+	return out, rep, nil
 }
 
 // Save keeps a validated request until the aidant chooses, and returns the
@@ -192,11 +446,28 @@ func (p *Provider) Save(ctx context.Context, r *AuthRequest) (string, error) {
 			return err
 		}
 		_, err := tx.Exec(`INSERT INTO oidc_requests (id, service_id, redirect_uri, state, nonce, code_challenge, scope, rep_scope,
-			created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, store.Hash(token), r.ServiceID, r.RedirectURI, r.State,
-			r.Nonce, r.CodeChallenge, r.Scope, r.RepScope, store.T(now), store.T(now.Add(RequestTTL)))
+			auth_after, claims, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, store.Hash(token), r.ServiceID,
+			r.RedirectURI, r.State, r.Nonce, r.CodeChallenge, r.Scope, r.RepScope, r.AuthAfter, r.Claims, store.T(now),
+			store.T(now.Add(RequestTTL)))
 		return err
 	})
 	return token, err
+}
+
+// Authenticated records that an aidant authenticated, at authTime, on the
+// way to the request named by token (a sign-in or step-up whose return is
+// its chooser). Identity providers give auth_time in whole seconds, so an
+// authentication in the very second the request asked for reads as
+// before it; made for this request, it is not: the request then asks for
+// that authentication, to the second. An authentication of an earlier
+// second changes nothing.
+func (p *Provider) Authenticated(ctx context.Context, token string, authTime time.Time) error {
+	at := authTime.Truncate(time.Second)
+	return p.log.Write(ctx, func(tx *audit.Tx) error {
+		_, err := tx.Exec(`UPDATE oidc_requests SET auth_after = ? WHERE id = ? AND auth_after > ? AND auth_after < ?`,
+			store.T(at), store.Hash(token), store.T(at), store.T(at.Add(time.Second)))
+		return err
+	})
 }
 
 // ErrRequestGone is a request that expired, was answered, or never was.
@@ -204,7 +475,8 @@ func (p *Provider) Save(ctx context.Context, r *AuthRequest) (string, error) {
 // database that fails gives its own error.
 var ErrRequestGone = errors.New("provider: the authorization request is no longer pending")
 
-const requestColumns = `id, service_id, redirect_uri, state, nonce, code_challenge, scope, rep_scope, created_at, expires_at`
+const requestColumns = `id, service_id, redirect_uri, state, nonce, code_challenge, scope, rep_scope, auth_after, claims,
+	created_at, expires_at`
 
 // Request returns a pending request and its service.
 func (p *Provider) Request(ctx context.Context, token string) (*AuthRequest, *Service, error) {
@@ -232,6 +504,12 @@ func (p *Provider) Request(ctx context.Context, token string) (*AuthRequest, *Se
 // Cancel answers a pending request with access_denied (the aidant gave up)
 // and returns where to send the browser.
 func (p *Provider) Cancel(ctx context.Context, token string) (string, error) {
+	return p.Refuse(ctx, token, "access_denied", "the aidant did not choose anyone")
+}
+
+// Refuse answers a pending request with the error code (RFC 6749
+// §4.1.2.1) and returns where to send the browser.
+func (p *Provider) Refuse(ctx context.Context, token, code, description string) (string, error) {
 	r, _, err := p.Request(ctx, token)
 	if err != nil {
 		return "", err
@@ -243,8 +521,7 @@ func (p *Provider) Cancel(ctx context.Context, token string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return (&RedirectError{RedirectURI: r.RedirectURI, State: r.State, Code: "access_denied",
-		Description: "the aidant did not choose anyone"}).URL(p.issuer), nil
+	return r.Refusal(code, description).URL(p.issuer), nil
 }
 
 // Choice is a person the aidant may act for at this service, and the
@@ -282,6 +559,9 @@ func (p *Provider) Eligible(ctx context.Context, orgID string, r *AuthRequest, s
 	now := p.now()
 	var out []Choice
 	for _, v := range ms {
+		if !p.asked(r, svc, v.UsagerID) {
+			continue
+		}
 		if fit := Fit(&v.Mandate, svc, r, now); len(fit) > 0 {
 			out = append(out, Choice{MandateID: v.ID, UsagerID: v.UsagerID, GivenName: v.UsagerGiven, FamilyName: v.UsagerFamily,
 				Birthdate: v.UsagerBirth, Demarches: fit})
@@ -290,12 +570,29 @@ func (p *Provider) Eligible(ctx context.Context, orgID string, r *AuthRequest, s
 	return out, nil
 }
 
+// asked tells whether the request allows person usagerID: any person,
+// unless the service asked for one by sub (claims parameter).
+func (p *Provider) asked(r *AuthRequest, svc *Service, usagerID string) bool {
+	return r.Claims.Subject == "" || hmac.Equal([]byte(p.pairwise("usager", usagerID, svc.ID)), []byte(r.Claims.Subject))
+}
+
 // Acting is the signed-in aidant who chooses.
 type Acting struct {
 	AidantID       string
 	OrganisationID string
 	AuthTime       time.Time
+	MFA            bool // the authentication used a second factor
 }
+
+// ErrReauthenticate is a choice made on an authentication older than the
+// service accepts (max_age, prompt=login): the aidant authenticates again
+// at the aidants' provider, then chooses.
+var ErrReauthenticate = errors.New("provider: the aidant must authenticate again first")
+
+// ErrUnmetACR is a choice whose authentication cannot meet the acr the
+// service asked as essential: the request is to be refused
+// (unmet_authentication_requirements), whoever is chosen.
+var ErrUnmetACR = errors.New("provider: the authentication does not meet the essential acr asked")
 
 // ErrNotEligible is a choice the aidant was not offered: another
 // organisation's mandate, a revoked, expired or unknown one, a démarche
@@ -306,11 +603,21 @@ var ErrNotEligible = errors.New("provider: this person cannot be chosen for this
 // IssueCode answers the request with a single-use code for the chosen
 // person, mandate and démarche (mandate.used), checking in the same
 // transaction that the mandate is active, belongs to the aidant's
-// organisation and fits; it returns the URL to send the browser to.
+// organisation and fits; it returns the URL to send the browser to. The
+// aidant's authentication must be recent enough for the request
+// (ErrReauthenticate) and meet the essential acr asked (ErrUnmetACR);
+// the code remembers the level it reached and the claims asked.
 func (p *Provider) IssueCode(ctx context.Context, a Acting, token, mandateID, demarche string) (string, error) {
 	r, svc, err := p.Request(ctx, token)
 	if err != nil {
 		return "", err
+	}
+	if r.Reauthenticate(a.AuthTime) {
+		return "", ErrReauthenticate
+	}
+	acr, ok := r.ACR(a.MFA)
+	if !ok {
+		return "", ErrUnmetACR
 	}
 	code := store.RandomToken(32)
 	err = p.log.Write(ctx, func(tx *audit.Tx) error {
@@ -334,17 +641,18 @@ func (p *Provider) IssueCode(ctx context.Context, a Acting, token, mandateID, de
 		if err != nil {
 			return fmt.Errorf("provider: issue code: %w", err)
 		}
-		if m.OrganisationID != a.OrganisationID || !slices.Contains(Fit(m, svc, r, tx.Now()), demarche) {
+		if m.OrganisationID != a.OrganisationID || !p.asked(r, svc, m.UsagerID) || !slices.Contains(Fit(m, svc, r, tx.Now()), demarche) {
 			return ErrNotEligible
 		}
 		now := tx.Now()
 		if _, err := tx.Exec(`DELETE FROM oidc_requests WHERE id = ?`, r.ID); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(`INSERT INTO oidc_codes (hash, service_id, redirect_uri, code_challenge, nonce, scope, aidant_id,
-			organisation_id, usager_id, mandate_id, demarche, auth_time, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			store.Hash(code), svc.ID, r.RedirectURI, r.CodeChallenge, r.Nonce, r.Scope, a.AidantID, a.OrganisationID, m.UsagerID,
-			m.ID, demarche, store.T(a.AuthTime), store.T(now), store.T(now.Add(CodeTTL))); err != nil {
+		if _, err := tx.Exec(`INSERT INTO oidc_codes (hash, service_id, redirect_uri, code_challenge, nonce, scope, claims, aidant_id,
+			organisation_id, usager_id, mandate_id, demarche, auth_time, acr, created_at, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			store.Hash(code), svc.ID, r.RedirectURI, r.CodeChallenge, r.Nonce, r.Scope, r.Claims, a.AidantID, a.OrganisationID,
+			m.UsagerID, m.ID, demarche, store.T(a.AuthTime), acr, store.T(now), store.T(now.Add(CodeTTL))); err != nil {
 			return err
 		}
 		_, err = tx.Append(audit.Event{Type: audit.MandateUsed, Actor: audit.Actor{Kind: audit.ActorAidant, ID: a.AidantID},

@@ -52,9 +52,25 @@ func TestAuthorizeRefusesBadRequestsWithPageOrRedirect(t *testing.T) {
 		{name: "response_type token", edit: set("response_type", "token"), code: "unsupported_response_type"},
 		{name: "response_type code id_token", edit: set("response_type", "code id_token"), code: "unsupported_response_type"},
 		{name: "no openid scope", edit: set("scope", "given_name family_name"), code: "invalid_scope"},
-		{name: "prompt none", edit: set("prompt", "none"), code: "login_required"},
+		{name: "unknown prompt value", edit: set("prompt", "create"), code: "invalid_request"},
+		{name: "prompt none with login", edit: set("prompt", "none login"), code: "invalid_request"},
+		{name: "negative max_age", edit: set("max_age", "-1"), code: "invalid_request"},
+		{name: "max_age not a number", edit: set("max_age", "une minute"), code: "invalid_request"},
+		{name: "max_age with a fraction", edit: set("max_age", "1.5"), code: "invalid_request"},
+		{name: "two max_age", edit: func(q url.Values) { q.Set("max_age", "60"); q.Add("max_age", "0") }, code: "invalid_request"},
+		{name: "response_mode fragment", edit: set("response_mode", "fragment"), code: "invalid_request"},
+		{name: "response_mode form_post", edit: set("response_mode", "form_post"), code: "invalid_request"},
+		{name: "a request object", edit: set("request", "eyJhbGciOiJub25lIn0.e30."), code: "request_not_supported"},
+		{name: "a request_uri", edit: set("request_uri", "urn:ietf:params:oauth:request_uri:abc"), code: "request_uri_not_supported"},
+		{name: "essential acr beyond eidas2", edit: set("claims", `{"id_token":{"acr":{"essential":true,"values":["eidas3"]}}}`), code: "unmet_authentication_requirements"},
 		{name: "unknown rep_scope value", edit: set("claims", `{"id_token":{"rep_scope":{"essential":true,"values":["Cuisine"]}}}`), code: "invalid_request"},
 		{name: "claims not JSON", edit: set("claims", `{"id_token":`), code: "invalid_request"},
+		{name: "claims an array", edit: set("claims", `[]`), code: "invalid_request"},
+		{name: "claims.id_token an array", edit: set("claims", `{"id_token":["email"]}`), code: "invalid_request"},
+		{name: "essential not a boolean", edit: set("claims", `{"userinfo":{"email":{"essential":"oui"}}}`), code: "invalid_request"},
+		{name: "rep_scope values not an array", edit: set("claims", `{"id_token":{"rep_scope":{"values":"Logement"}}}`), code: "invalid_request"},
+		{name: "sub value not a string", edit: set("claims", `{"id_token":{"sub":{"value":42}}}`), code: "invalid_request"},
+		{name: "two sub values", edit: set("claims", `{"id_token":{"sub":{"value":"a"}},"userinfo":{"sub":{"value":"b"}}}`), code: "invalid_request"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -102,15 +118,18 @@ func TestAuthorizeIgnoresUnknownParameters(t *testing.T) {
 	q, f := e.params(e.jwt)
 	q.Set("ui_locales", "fr")
 	q.Set("display", "page")
-	q.Set("acr_values", "eidas1")
+	q.Set("acr_values", "eidas3 eidas2")
 	q.Set("utm_source", "lettre")
+	q.Set("prompt", "consent select_account")
+	q.Set("claims", `{"id_token":{"address":null,"acr":{"values":["eidas3"]}},"userinfo":{"phone_number":{"essential":true}},"access_token":{}}`)
 	q.Set("scope", scope+" offline_access address")
 	r, svc, err := e.p.Authorize(e.ctx, q)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if svc.ID != e.jwt.svc.ID || r.RedirectURI != e.jwt.redirect || r.State != f.state || r.Nonce != f.nonce ||
-		r.CodeChallenge != challengeOf(f.verifier) || len(r.RepScope) != 0 {
+		r.CodeChallenge != challengeOf(f.verifier) || len(r.RepScope) != 0 || r.PromptNone || !r.AuthAfter.IsZero() ||
+		!equalJSON(r.Claims, provider.Requested{}) {
 		t.Fatalf("request = %+v", r)
 	}
 	if r.Scope != scope {

@@ -177,3 +177,41 @@ func TestTokenIssuedOnlyWhenTheTokensCanBeSigned(t *testing.T) {
 		}
 	})
 }
+
+// TestDatabaseFailureIsNoRefusalOfASignedUserinfoOrAnUpdate breaks the
+// database while a signed userinfo needs its first RS256 key, and while an
+// operator updates a service: the service gets 500 server_error, never
+// invalid_token; the update fails as the database's error, not as a bad
+// value, and changes nothing.
+func TestDatabaseFailureIsNoRefusalOfASignedUserinfoOrAnUpdate(t *testing.T) {
+	eachFaulty(t, func(t *testing.T, e *env, db *dbfault.DB) {
+		signed := e.addSigned("signe", "ES256")
+		_, access := e.tokens(e.code(signed))
+		yes, rs := true, "RS256"
+		before := db.Events(t)
+		db.Fail(dbfault.Writer, "UPDATE services")
+		_, err := e.p.UpdateService(e.ctx, operator, signed.svc.ID, provider.ServiceUpdate{IDTokenAlg: &rs, UserinfoSigned: &yes})
+		var inv *provider.InvalidError
+		if err == nil || errors.As(err, &inv) {
+			t.Errorf("update with the writer failing: %v, want the database's error", err)
+		}
+		db.Heal()
+		noEvent(t, db, before, "update")
+		if status, ctype, _ := e.rawUserinfo(access); status != http.StatusOK || ctype != "application/jwt" {
+			t.Fatalf("signed userinfo after the failed update: %d %s", status, ctype)
+		}
+		// Now for real: userinfo must make the first RS256 key.
+		if _, err := e.p.UpdateService(e.ctx, operator, signed.svc.ID, provider.ServiceUpdate{IDTokenAlg: &rs}); err != nil {
+			t.Fatal(err)
+		}
+		before = db.Events(t)
+		db.Fail(dbfault.Writer, "INSERT INTO signing_keys")
+		r := e.userinfo(access, nil)
+		db.Heal()
+		wantError(t, "signed userinfo while its key cannot be stored", r, http.StatusInternalServerError, "server_error")
+		noEvent(t, db, before, "userinfo")
+		if status, ctype, _ := e.rawUserinfo(access); status != http.StatusOK || ctype != "application/jwt" {
+			t.Errorf("signed userinfo after the outage: %d %s", status, ctype)
+		}
+	})
+}

@@ -10,7 +10,12 @@
 //
 // The machine endpoints are served by Handler; the aidant's choice of the
 // person to act for is a page of package web, which calls Request,
-// Eligible and IssueCode.
+// Eligible and IssueCode — after the aidant authenticated again when the
+// service asked (max_age, prompt=login: AuthRequest.Reauthenticate, and
+// Authenticated for an authentication made on the way). The ID token's
+// acr says how the aidant authenticated (ACRFor); what a service asked
+// through the claims parameter travels with its request and its code.
+// docs/SERVICES.md is the guide for services.
 package provider
 
 import (
@@ -41,9 +46,26 @@ const (
 	RequestTTL = 15 * time.Minute // an authorization request waiting for the aidant's choice
 )
 
-// ACR is the level of assurance the provider asserts: the person's
-// identity was established through FranceConnect (eIDAS low).
-const ACR = "eidas1"
+// The levels of assurance the provider asserts in acr, FranceConnect's
+// eIDAS values. They say how the aidant who acts authenticated at the
+// aidants' identity provider (docs/SERVICES.md): with one factor, eIDAS
+// low; with a second factor, substantial. High (eidas3) is never
+// asserted: it needs a means of identification notified at that level.
+const (
+	ACRLow         = "eidas1"
+	ACRSubstantial = "eidas2"
+)
+
+// ACRs are the levels the provider asserts, lowest first.
+var ACRs = []string{ACRLow, ACRSubstantial}
+
+// ACRFor is the level an aidant's authentication reaches.
+func ACRFor(mfa bool) string {
+	if mfa {
+		return ACRSubstantial
+	}
+	return ACRLow
+}
 
 // Config configures the provider.
 type Config struct {
@@ -235,8 +257,18 @@ func (p *Provider) purge(tx *audit.Tx) error {
 	return nil
 }
 
-// Discovery is the provider's metadata (OpenID Connect Discovery 1.0).
+// idTokenAlgs are the algorithms of ID tokens and signed userinfo
+// answers: each service registers one.
+var idTokenAlgs = []string{"ES256", "RS256"}
+
+// Discovery is the provider's metadata (OpenID Connect Discovery 1.0,
+// RFC 8414): every value it supports, nothing it does not — an absent
+// request_uri_parameter_supported would mean true.
 func (p *Provider) Discovery() map[string]any {
+	var assertion []string
+	for _, a := range assertionAlgs {
+		assertion = append(assertion, string(a))
+	}
 	return map[string]any{
 		"issuer":                                           p.issuer,
 		"authorization_endpoint":                           p.issuer + "/oidc/authorize",
@@ -248,19 +280,27 @@ func (p *Provider) Discovery() map[string]any {
 		"response_modes_supported":                         []string{"query"},
 		"grant_types_supported":                            []string{"authorization_code", "client_credentials"},
 		"subject_types_supported":                          []string{"pairwise"},
-		"id_token_signing_alg_values_supported":            []string{"ES256", "RS256"},
-		"userinfo_signing_alg_values_supported":            []string{"none"},
+		"id_token_signing_alg_values_supported":            idTokenAlgs,
+		"userinfo_signing_alg_values_supported":            idTokenAlgs,
 		"token_endpoint_auth_methods_supported":            []string{PrivateKeyJWT, ClientSecretBasic, ClientSecretPost},
-		"token_endpoint_auth_signing_alg_values_supported": []string{"ES256", "RS256", "PS256"},
+		"token_endpoint_auth_signing_alg_values_supported": assertion,
 		"code_challenge_methods_supported":                 []string{"S256"},
 		"scopes_supported":                                 append([]string{"openid", "profile", "birth", "identite_pivot"}, PivotClaims...),
 		"claims_supported": append([]string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "rep_scope", "act",
 			"authorization_details"}, PivotClaims...),
+		"claim_types_supported":                          []string{"normal"},
 		"claims_parameter_supported":                     true,
 		"request_parameter_supported":                    false,
-		"acr_values_supported":                           []string{ACR},
+		"request_uri_parameter_supported":                false,
+		"prompt_values_supported":                        promptValues,
+		"acr_values_supported":                           ACRs,
+		"ui_locales_supported":                           []string{"fr"},
 		"authorization_response_iss_parameter_supported": true,
 		"authorization_details_types_supported":          []string{"mandate"},
-		"service_documentation":                          p.issuer + "/journal-public",
+		"service_documentation":                          p.issuer + ServiceDocumentationPath,
 	}
 }
+
+// ServiceDocumentationPath is where the instance tells public services
+// how to connect (a page of package web).
+const ServiceDocumentationPath = "/services/documentation"

@@ -38,12 +38,15 @@ type Service struct {
 	JWKS           string     `db:"jwks"`
 	SecretHash     string     `db:"secret_hash"`
 	IDTokenAlg     string     `db:"id_token_alg"`
+	// UserinfoSigned answers userinfo as a JWT signed with IDTokenAlg
+	// (application/jwt) rather than plain JSON.
+	UserinfoSigned bool       `db:"userinfo_signed"`
 	Active         bool       `db:"active"`
 	CreatedAt      store.Time `db:"created_at"`
 }
 
 const serviceColumns = `id, name, redirect_uris, post_logout_uris, demarches, auth_method, COALESCE(jwks, '') AS jwks,
-	COALESCE(secret_hash, '') AS secret_hash, id_token_alg, active, created_at`
+	COALESCE(secret_hash, '') AS secret_hash, id_token_alg, userinfo_signed, active, created_at`
 
 // Serves tells whether the service serves démarche code.
 func (s *Service) Serves(code string) bool { return slices.Contains(s.Demarches, code) }
@@ -84,6 +87,7 @@ type NewService struct {
 	AuthMethod     string // private_key_jwt (with JWKS), client_secret_basic or client_secret_post
 	JWKS           string // JSON
 	IDTokenAlg     string // ES256 (default) or RS256
+	UserinfoSigned bool   // userinfo answers a JWT signed with IDTokenAlg
 }
 
 // InvalidError is a bad registration value; Msg says which and why.
@@ -117,12 +121,12 @@ func (p *Provider) AddService(ctx context.Context, actor audit.Actor, n NewServi
 	if n.IDTokenAlg == "" {
 		n.IDTokenAlg = "ES256"
 	}
-	if n.IDTokenAlg != "ES256" && n.IDTokenAlg != "RS256" {
+	if !slices.Contains(idTokenAlgs, n.IDTokenAlg) {
 		bad("--id-token-alg: ES256 or RS256")
 	}
 	var secret string
 	svc := &Service{ID: store.NewID("svc"), Name: name, RedirectURIs: n.RedirectURIs, PostLogoutURIs: n.PostLogoutURIs,
-		Demarches: dem, AuthMethod: n.AuthMethod, IDTokenAlg: n.IDTokenAlg, Active: true}
+		Demarches: dem, AuthMethod: n.AuthMethod, IDTokenAlg: n.IDTokenAlg, UserinfoSigned: n.UserinfoSigned, Active: true}
 	switch n.AuthMethod {
 	case PrivateKeyJWT:
 		if _, err := ParseClientJWKS(n.JWKS); err != nil {
@@ -151,12 +155,14 @@ func (p *Provider) AddService(ctx context.Context, actor audit.Actor, n NewServi
 			hash = svc.SecretHash
 		}
 		if _, err := tx.Exec(`INSERT INTO services (id, name, redirect_uris, post_logout_uris, demarches, auth_method, jwks, secret_hash,
-			id_token_alg, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, svc.ID, svc.Name, svc.RedirectURIs,
-			svc.PostLogoutURIs, svc.Demarches, svc.AuthMethod, jwks, hash, svc.IDTokenAlg, svc.Active, svc.CreatedAt); err != nil {
+			id_token_alg, userinfo_signed, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, svc.ID, svc.Name,
+			svc.RedirectURIs, svc.PostLogoutURIs, svc.Demarches, svc.AuthMethod, jwks, hash, svc.IDTokenAlg, svc.UserinfoSigned,
+			svc.Active, svc.CreatedAt); err != nil {
 			return err
 		}
 		_, err := tx.Append(audit.Event{Type: audit.ServiceRegistered, Actor: actor, Service: svc.ID, Demarches: dem,
-			Detail: map[string]any{"auth_method": svc.AuthMethod, "id_token_alg": svc.IDTokenAlg, "redirect_uris": len(svc.RedirectURIs)}})
+			Detail: map[string]any{"auth_method": svc.AuthMethod, "id_token_alg": svc.IDTokenAlg, "userinfo_signed": svc.UserinfoSigned,
+				"redirect_uris": len(svc.RedirectURIs)}})
 		return err
 	})
 	if err != nil {
@@ -285,6 +291,9 @@ func (p *Provider) authenticate(ctx context.Context, form url.Values, basicUser,
 	if hasBasic {
 		if secret != "" {
 			return nil, nil, errInvalidClient("two client authentications")
+		}
+		if id != "" && id != basicUser { // RFC 6749 allows client_id beside Basic: the same one
+			return nil, nil, errInvalidClient("client_id differs from the Basic credentials'")
 		}
 		id, secret, method = basicUser, basicPass, ClientSecretBasic
 	}
@@ -484,4 +493,83 @@ func (p *Provider) SetRedirects(ctx context.Context, actor audit.Actor, id strin
 		_, err = tx.Append(audit.Event{Type: audit.ServiceUpdated, Actor: actor, Service: id, Detail: map[string]any{"redirect_uris": len(redirects)}})
 		return err
 	})
+}
+
+// ServiceUpdate is a change of a registered service's settings; a nil
+// field stays as it is.
+type ServiceUpdate struct {
+	Name           *string
+	Demarches      *[]string
+	IDTokenAlg     *string
+	UserinfoSigned *bool
+}
+
+// UpdateService changes a service's settings (service.updated, naming
+// what changed) and returns the service as it now is. Every bad value is
+// reported at once, as *InvalidError, and then nothing changes; an
+// unknown id wraps store.ErrNotFound.
+func (p *Provider) UpdateService(ctx context.Context, actor audit.Actor, id string, u ServiceUpdate) (*Service, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, &InvalidError{fmt.Sprintf(format, args...)}) }
+	var name string
+	if u.Name != nil {
+		if name = strings.TrimSpace(*u.Name); name == "" || len(name) > 200 {
+			bad("--name: give a name of 1 to 200 characters")
+		}
+	}
+	var dem []string
+	if u.Demarches != nil {
+		var err error
+		if dem, err = mandate.ParseDemarches(*u.Demarches); err != nil {
+			bad("--demarches: %v", err)
+		} else if len(dem) == 0 {
+			bad("--demarches: the service must serve at least one démarche")
+		}
+	}
+	if u.IDTokenAlg != nil && !slices.Contains(idTokenAlgs, *u.IDTokenAlg) {
+		bad("--id-token-alg: ES256 or RS256")
+	}
+	if u.Name == nil && u.Demarches == nil && u.IDTokenAlg == nil && u.UserinfoSigned == nil {
+		bad("nothing to change: give --name, --demarches, --id-token-alg or --userinfo-signed")
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	// Forget the registration before and after the change, so that no
+	// reader keeps the old one past the commit.
+	p.services.Delete(id)
+	defer p.services.Delete(id)
+	var svc Service
+	err := p.log.Write(ctx, func(tx *audit.Tx) error {
+		if err := tx.Get(&svc, `SELECT `+serviceColumns+` FROM services WHERE id = ?`, id); err != nil {
+			return store.NotFound(err, "service "+id)
+		}
+		var changed []string
+		if u.Name != nil && name != svc.Name {
+			svc.Name, changed = name, append(changed, "name")
+		}
+		if u.Demarches != nil && !slices.Equal(dem, []string(svc.Demarches)) {
+			svc.Demarches, changed = dem, append(changed, "demarches")
+		}
+		if u.IDTokenAlg != nil && *u.IDTokenAlg != svc.IDTokenAlg {
+			svc.IDTokenAlg, changed = *u.IDTokenAlg, append(changed, "id_token_alg")
+		}
+		if u.UserinfoSigned != nil && *u.UserinfoSigned != svc.UserinfoSigned {
+			svc.UserinfoSigned, changed = *u.UserinfoSigned, append(changed, "userinfo_signed")
+		}
+		if len(changed) == 0 {
+			return nil // what was asked is what is: nothing to journal
+		}
+		if _, err := tx.Exec(`UPDATE services SET name = ?, demarches = ?, id_token_alg = ?, userinfo_signed = ? WHERE id = ?`,
+			svc.Name, svc.Demarches, svc.IDTokenAlg, svc.UserinfoSigned, id); err != nil {
+			return err
+		}
+		_, err := tx.Append(audit.Event{Type: audit.ServiceUpdated, Actor: actor, Service: id, Demarches: svc.Demarches,
+			Detail: map[string]any{"changed": changed, "id_token_alg": svc.IDTokenAlg, "userinfo_signed": svc.UserinfoSigned}})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &svc, nil
 }

@@ -9,7 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,8 +30,10 @@ type grant struct {
 	Code       string
 	Service    *Service
 	Scope      string
+	Claims     Requested
 	Nonce      string
 	AuthTime   time.Time
+	ACR        string
 	Demarche   string
 	MandateID  string
 	MandateEnd time.Time
@@ -48,12 +53,14 @@ type codeRow struct {
 	CodeChallenge string     `db:"code_challenge"`
 	Nonce         string     `db:"nonce"`
 	Scope         string     `db:"scope"`
+	Claims        Requested  `db:"claims"`
 	AidantID      string     `db:"aidant_id"`
 	OrgID         string     `db:"organisation_id"`
 	UsagerID      string     `db:"usager_id"`
 	MandateID     string     `db:"mandate_id"`
 	Demarche      string     `db:"demarche"`
 	AuthTime      store.Time `db:"auth_time"`
+	ACR           string     `db:"acr"`
 	ExpiresAt     store.Time `db:"expires_at"`
 	UsedAt        store.Time `db:"used_at"`
 }
@@ -101,8 +108,8 @@ func (p *Provider) exchange(tx *audit.Tx, g *grant, reuse *bool, redirectURI, ve
 		return errInvalidGrant("a PKCE code_verifier of 43 to 128 characters is required")
 	}
 	var c codeRow
-	if err := tx.Get(&c, `SELECT service_id, redirect_uri, code_challenge, nonce, scope, aidant_id, organisation_id, usager_id,
-		mandate_id, demarche, auth_time, expires_at, used_at FROM oidc_codes WHERE hash = ?`, g.Code); errors.Is(err, sql.ErrNoRows) {
+	if err := tx.Get(&c, `SELECT service_id, redirect_uri, code_challenge, nonce, scope, claims, aidant_id, organisation_id, usager_id,
+		mandate_id, demarche, auth_time, acr, expires_at, used_at FROM oidc_codes WHERE hash = ?`, g.Code); errors.Is(err, sql.ErrNoRows) {
 		return errInvalidGrant("unknown code")
 	} else if err != nil {
 		return err
@@ -137,7 +144,8 @@ func (p *Provider) exchange(tx *audit.Tx, g *grant, reuse *bool, redirectURI, ve
 	if _, err := tx.Exec(`UPDATE oidc_codes SET used_at = ? WHERE hash = ?`, store.T(now), g.Code); err != nil {
 		return err
 	}
-	g.Scope, g.Nonce, g.AuthTime, g.Demarche, g.MandateID, g.MandateEnd = c.Scope, c.Nonce, c.AuthTime.Time, c.Demarche, m.ID, m.ExpiresAt.Time
+	g.Scope, g.Claims, g.Nonce, g.AuthTime, g.ACR = c.Scope, c.Claims, c.Nonce, c.AuthTime.Time, c.ACR
+	g.Demarche, g.MandateID, g.MandateEnd = c.Demarche, m.ID, m.ExpiresAt.Time
 	if err := tx.Get(&g.Usager, `SELECT id, issuer, subject, given_name, family_name, birthdate, gender, birthplace, birthcountry,
 		COALESCE(email, '') AS email, created_at, updated_at FROM usagers WHERE id = ?`, c.UsagerID); err != nil {
 		return err
@@ -154,8 +162,10 @@ func (p *Provider) exchange(tx *audit.Tx, g *grant, reuse *bool, redirectURI, ve
 	}
 	g.Aidant.ID, g.Aidant.GivenName, g.Aidant.FamilyName = c.AidantID, names.Given, names.Family
 	g.Org.ID, g.Org.SIRET, g.Org.Name = c.OrgID, names.SIRET, names.Org
-	// Userinfo answers these very claims for as long as the token lives.
-	claims, err := json.Marshal(p.claims(g))
+	// Userinfo answers these claims for as long as the token lives: the
+	// ID token's, with the identity claims asked for userinfo in place of
+	// those asked for the ID token.
+	claims, err := json.Marshal(p.claims(g, g.Claims.UserInfo))
 	if err != nil {
 		return err
 	}
@@ -169,8 +179,9 @@ func (p *Provider) exchange(tx *audit.Tx, g *grant, reuse *bool, redirectURI, ve
 }
 
 // claims returns what the service learns of the person (the pivot claims
-// its scopes allow) and of who acts for them.
-func (p *Provider) claims(g *grant) map[string]any {
+// its scopes allow, and those of asked, from the claims parameter) and of
+// who acts for them.
+func (p *Provider) claims(g *grant, asked []string) map[string]any {
 	c := map[string]any{
 		"sub": p.pairwise("usager", g.Usager.ID, g.Service.ID),
 		"act": map[string]any{
@@ -193,7 +204,7 @@ func (p *Provider) claims(g *grant) map[string]any {
 	}
 	scopes := strings.Fields(g.Scope)
 	for _, name := range PivotClaims {
-		if releases(scopes, name) && (pivot[name] != "" || name == "birthplace") {
+		if (releases(scopes, name) || slices.Contains(asked, name)) && (pivot[name] != "" || name == "birthplace") {
 			c[name] = pivot[name]
 		}
 	}
@@ -234,14 +245,14 @@ func sign(signer jose.Signer, claims map[string]any) (string, error) {
 // tokens signs the ID token and the access token (RFC 9068) of a grant.
 func (p *Provider) tokens(g *grant, ks *signers) (map[string]any, error) {
 	now := p.now()
-	id := p.claims(g)
+	id := p.claims(g, g.Claims.IDToken)
 	id["iss"], id["aud"], id["iat"], id["exp"] = p.issuer, g.Service.ID, now.Unix(), now.Add(p.cfg.IDTokenTTL).Unix()
-	id["auth_time"], id["nonce"], id["acr"] = g.AuthTime.Unix(), g.Nonce, ACR
+	id["auth_time"], id["nonce"], id["acr"] = g.AuthTime.Unix(), g.Nonce, g.ACR
 	idToken, err := sign(ks.id, id)
 	if err != nil {
 		return nil, fmt.Errorf("provider: sign ID token: %w", err)
 	}
-	at := p.claims(g)
+	at := p.claims(g, nil)
 	for _, name := range PivotClaims {
 		delete(at, name)
 	}
@@ -268,7 +279,11 @@ func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	form := r.PostForm
-	user, pass, hasBasic := r.BasicAuth()
+	user, pass, hasBasic, err := basicCredentials(r)
+	if err != nil {
+		p.writeError(w, err)
+		return
+	}
 	if form.Get("grant_type") == "client_credentials" && p.ClientCredentials != nil {
 		p.ClientCredentials(w, r, form, hasBasic)
 		return
@@ -304,6 +319,30 @@ func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// basicCredentials reads HTTP Basic client authentication. RFC 6749
+// §2.3.1: the client id and secret are form-encoded before they go in the
+// header — openid-client sends svc_… as svc%5F…, x/oauth2 escapes them
+// too —, so they are decoded here. Sent as they are, they decode to
+// themselves: client ids and secrets here never hold "%" or "+". An
+// Authorization header of another scheme is none.
+func basicCredentials(r *http.Request) (id, secret string, ok bool, err error) {
+	scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Basic") {
+		return "", "", false, nil
+	}
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return "", "", false, errInvalidClient("unreadable Basic credentials")
+	}
+	if id, err = url.QueryUnescape(user); err == nil {
+		secret, err = url.QueryUnescape(pass)
+	}
+	if err != nil {
+		return "", "", false, errInvalidClient("the Basic credentials are not form-encoded (RFC 6749 §2.3.1)")
+	}
+	return id, secret, true, nil
 }
 
 // ErrBadToken is an access token userinfo refuses.
@@ -380,7 +419,8 @@ func (p *Provider) UserInfo(w http.ResponseWriter, r *http.Request) {
 		bad("revoked or unknown access token")
 		return
 	}
-	if _, err := p.service(r.Context(), row.ServiceID); errors.Is(err, store.ErrNotFound) {
+	cached, err := p.service(r.Context(), row.ServiceID)
+	if errors.Is(err, store.ErrNotFound) {
 		bad("the service is no longer registered")
 		return
 	} else if err != nil {
@@ -395,7 +435,42 @@ func (p *Provider) UserInfo(w http.ResponseWriter, r *http.Request) {
 		p.writeError(w, fmt.Errorf("provider: userinfo: %w", err))
 		return
 	}
-	writeJSON(w, http.StatusOK, json.RawMessage(row.Claims))
+	if !cached.svc.UserinfoSigned {
+		writeJSON(w, http.StatusOK, json.RawMessage(row.Claims))
+		return
+	}
+	signed, err := p.signUserInfo(r.Context(), &cached.svc, row.Claims)
+	if err != nil {
+		p.writeError(w, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/jwt")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, signed)
+}
+
+// signUserInfo signs a userinfo answer for a service that registered it
+// (Core §5.3.2, as FranceConnect v2 answers): the claims, with iss and
+// aud, signed with the service's ID-token algorithm. No exp and no nonce:
+// it can never pass for an ID token.
+func (p *Provider) signUserInfo(ctx context.Context, svc *Service, raw string) (string, error) {
+	var claims map[string]any
+	if err := json.Unmarshal([]byte(raw), &claims); err != nil {
+		return "", fmt.Errorf("provider: userinfo: stored claims: %w", err)
+	}
+	signer, err := p.keys.Signer(ctx, keys.UseToken, jose.SignatureAlgorithm(svc.IDTokenAlg), "JWT")
+	if err != nil {
+		return "", fmt.Errorf("provider: userinfo key: %w", err)
+	}
+	claims["iss"], claims["aud"], claims["iat"] = p.issuer, svc.ID, p.now().Unix()
+	signed, err := sign(signer, claims)
+	if err != nil {
+		return "", fmt.Errorf("provider: sign userinfo: %w", err)
+	}
+	return signed, nil
 }
 
 // Handler serves the machine endpoints: discovery, token, userinfo.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"time"
 
 	"aidants/audit"
 	"aidants/auth"
@@ -30,12 +31,31 @@ func (s *Server) oidcAuthorize(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return err
 	}
+	if req.PromptNone {
+		http.Redirect(w, r, s.promptNone(r, req).URL(s.provider.Issuer()), http.StatusSeeOther)
+		return nil
+	}
 	token, err := s.provider.Save(r.Context(), req)
 	if err != nil {
 		return err
 	}
 	http.Redirect(w, r, "/agir?demande="+url.QueryEscape(token), http.StatusSeeOther)
 	return nil
+}
+
+// promptNone answers a request that may show the aidant nothing (Core
+// §3.1.2.1): login_required when no aidant is signed in or their
+// authentication is too old for it, interaction_required otherwise —
+// choosing the person to act for always needs the aidant.
+func (s *Server) promptNone(r *http.Request, req *provider.AuthRequest) *provider.RedirectError {
+	p := auth.PrincipalFrom(r.Context())
+	switch {
+	case p == nil:
+		return req.Refusal("login_required", "no aidant is signed in")
+	case !p.FreshFor(s.auth.StepUpMaxAge(), s.now()) || req.Reauthenticate(p.AuthTime):
+		return req.Refusal("login_required", "the aidant must authenticate again")
+	}
+	return req.Refusal("interaction_required", "an aidant must choose the person to act for")
 }
 
 type actPage struct {
@@ -47,11 +67,13 @@ type actPage struct {
 	Asked   []string // the démarches the service asked for, if it did
 }
 
-// act shows the aidant the persons they may act for at the service.
+// act shows the aidant the persons they may act for at the service, once
+// their authentication is recent enough for this service (max_age,
+// prompt=login) as for any act on behalf (step-up).
 func (s *Server) act(w http.ResponseWriter, r *http.Request) error {
 	p := auth.PrincipalFrom(r.Context())
 	token := r.URL.Query().Get("demande")
-	if !s.fresh(w, r, r.URL.RequestURI()) {
+	if !s.fresh(w, r, actPath(token)) {
 		return nil
 	}
 	req, svc, err := s.provider.Request(r.Context(), token)
@@ -61,6 +83,12 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if req.Reauthenticate(p.AuthTime) {
+		return s.reauthenticate(w, r, token)
+	}
+	if _, ok := req.ACR(p.MFA); !ok {
+		return s.unmetACR(w, r, token)
+	}
 	page := &actPage{Page: s.base(r), Token: token, Service: svc.Name, Search: r.URL.Query().Get("q"), Asked: req.RepScope}
 	if p.IsAidant {
 		if page.Choices, err = s.provider.Eligible(r.Context(), p.OrganisationID, req, svc, page.Search); err != nil {
@@ -68,6 +96,48 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	s.render(w, r, http.StatusOK, "agir", page)
+	return nil
+}
+
+func actPath(token string) string { return "/agir?demande=" + url.QueryEscape(token) }
+
+// authenticatedFor tells the provider that an aidant's authentication was
+// made for the request whose chooser it returns to, if any.
+func (s *Server) authenticatedFor(r *http.Request, returnTo string, authTime time.Time) error {
+	u, err := url.Parse(returnTo)
+	if err != nil || u.Path != "/agir" || u.Query().Get("demande") == "" || s.provider == nil {
+		return nil
+	}
+	return s.provider.Authenticated(r.Context(), u.Query().Get("demande"), authTime)
+}
+
+// reauthenticate sends the aidant to authenticate again at the aidants'
+// provider, then back to the chooser. A provider that answers the step-up
+// without authenticating anew (an old auth_time) would send the browser
+// round for ever: the second time, the aidant gets a page instead.
+func (s *Server) reauthenticate(w http.ResponseWriter, r *http.Request, token string) error {
+	if r.URL.Query().Get("reauthentifie") == "1" {
+		s.render(w, r, http.StatusForbidden, "refus", &refusalPage{Page: s.base(r), Heading: "Nouvelle authentification nécessaire",
+			Message: "Le service en ligne demande que vous vous authentifiiez à nouveau avant de choisir la personne, et votre fournisseur d'identité ne l'a pas fait.",
+			Help:    "Recommencez ; si cela se reproduit, prévenez l'équipe qui gère le service.", Retry: actPath(token), RetryLabel: "Recommencer"})
+		return nil
+	}
+	http.Redirect(w, r, "/connexion/aidant/reauthentification?retour="+url.QueryEscape(actPath(token)+"&reauthentifie=1"), http.StatusSeeOther)
+	return nil
+}
+
+// unmetACR answers the service that the aidant's authentication cannot
+// reach the level it asked as essential.
+func (s *Server) unmetACR(w http.ResponseWriter, r *http.Request, token string) error {
+	target, err := s.provider.Refuse(r.Context(), token, "unmet_authentication_requirements",
+		"the aidant's authentication does not reach the essential acr asked")
+	if errors.Is(err, provider.ErrRequestGone) {
+		return s.requestGone(w, r)
+	}
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
 	return nil
 }
 
@@ -88,18 +158,22 @@ func (s *Server) actChoose(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("Le formulaire est illisible.")
 	}
 	token := r.PostFormValue("demande")
-	if !s.fresh(w, r, "/agir?demande="+url.QueryEscape(token)) {
+	if !s.fresh(w, r, actPath(token)) {
 		return nil
 	}
 	err := provider.ErrNotEligible // a référent without the aidant role acts for no one
 	var target string
 	if p.IsAidant {
-		target, err = s.provider.IssueCode(r.Context(), provider.Acting{AidantID: p.AidantID, OrganisationID: p.OrganisationID, AuthTime: p.AuthTime},
-			token, r.PostFormValue("mandat"), r.PostFormValue("demarche"))
+		target, err = s.provider.IssueCode(r.Context(), provider.Acting{AidantID: p.AidantID, OrganisationID: p.OrganisationID,
+			AuthTime: p.AuthTime, MFA: p.MFA}, token, r.PostFormValue("mandat"), r.PostFormValue("demarche"))
 	}
 	switch {
 	case errors.Is(err, provider.ErrRequestGone):
 		return s.requestGone(w, r)
+	case errors.Is(err, provider.ErrReauthenticate):
+		return s.reauthenticate(w, r, token)
+	case errors.Is(err, provider.ErrUnmetACR):
+		return s.unmetACR(w, r, token)
 	case errors.Is(err, provider.ErrNotEligible):
 		ev := audit.Event{Type: audit.AccessDenied, Actor: p.Actor(), Aidant: p.AidantID, Organisation: p.OrganisationID,
 			Detail: map[string]any{"object": "mandate", "id": r.PostFormValue("mandat"), "demarche": r.PostFormValue("demarche"), "path": r.Pattern}}

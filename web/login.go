@@ -84,6 +84,11 @@ func (s *Server) aidantCallback(w http.ResponseWriter, r *http.Request) error {
 		err = s.auth.FinishAidant(w, r, a)
 	}
 	if err == nil {
+		// An authentication on the way to a service's request counts for
+		// it, to the second (max_age, prompt=login).
+		if err := s.authenticatedFor(r, a.ReturnTo, a.AuthTime); err != nil {
+			return err
+		}
 		http.Redirect(w, r, a.ReturnTo, http.StatusSeeOther)
 		return nil
 	}

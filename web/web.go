@@ -206,6 +206,7 @@ func (s *Server) routes() {
 	b.Handle("POST /agir", s.page(s.aidantOnly(s.actChoose)))
 	b.Handle("POST /agir/annuler", s.page(s.aidantOnly(s.actCancel)))
 	b.Handle("GET /oidc/logout", s.page(s.oidcLogout))
+	b.Handle("GET "+provider.ServiceDocumentationPath, s.page(s.servicesDocumentation))
 	b.Handle("GET /structure", s.page(s.referentOnly(s.structure)))
 	b.Handle("POST /structure/aidants", s.page(s.referentOnly(s.structureAddAidant)))
 	b.Handle("POST /structure/aidants/{id}/desactiver", s.page(s.referentOnly(s.structureSetActive(false))))

@@ -37,7 +37,7 @@ func TestDemoServiceShowsThePersonAndWhoActs(t *testing.T) {
 	}
 	for _, want := range []string{"Joséphine Marie Lefèvre", "1948-03-12",
 		"Démarche faite par Camille Martin (" + demoName + ", SIRET " + demoSIRET + ") sous le mandat n° " + id,
-		"Argent-Impots-Consommation", "eidas1"} {
+		"Argent-Impots-Consommation", "eidas2"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the demo service's page lacks %q", want)
 		}

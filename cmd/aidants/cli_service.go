@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -28,6 +29,7 @@ func cmdServiceAdd(ctx context.Context, args []string, stdout, stderr io.Writer)
 	method := f.String("auth", provider.PrivateKeyJWT, "client authentication: private_key_jwt, client_secret_basic or client_secret_post")
 	jwksFile := f.String("jwks", "", "the service's public keys (JWKS file), for private_key_jwt")
 	alg := f.String("id-token-alg", "ES256", "ID token signature: ES256 or RS256")
+	signed := f.Bool("userinfo-signed", false, "answer userinfo as a JWT signed with the ID token algorithm (application/jwt)")
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
@@ -50,7 +52,7 @@ func cmdServiceAdd(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	defer in.Close()
 	svc, secret, err := in.provider.AddService(ctx, operator, provider.NewService{Name: *name, RedirectURIs: redirects,
-		PostLogoutURIs: postLogout, Demarches: splitList(*dem), AuthMethod: *method, JWKS: jwks, IDTokenAlg: *alg})
+		PostLogoutURIs: postLogout, Demarches: splitList(*dem), AuthMethod: *method, JWKS: jwks, IDTokenAlg: *alg, UserinfoSigned: *signed})
 	if err != nil {
 		return fmt.Errorf("service add: %w", err)
 	}
@@ -72,9 +74,57 @@ func cmdServiceList(ctx context.Context, args []string, stdout, stderr io.Writer
 		return fmt.Errorf("service list: %w", err)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLIENT_ID\tNAME\tAUTH\tID TOKEN\tDEMARCHES\tREDIRECT URIS")
+	fmt.Fprintln(tw, "CLIENT_ID\tNAME\tAUTH\tID TOKEN\tUSERINFO\tDEMARCHES\tREDIRECT URIS")
 	for _, s := range svcs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Name, s.AuthMethod, s.IDTokenAlg, strings.Join(s.Demarches, ","), strings.Join(s.RedirectURIs, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Name, s.AuthMethod, s.IDTokenAlg, userinfoKind(s.UserinfoSigned),
+			strings.Join(s.Demarches, ","), strings.Join(s.RedirectURIs, " "))
 	}
 	return tw.Flush()
+}
+
+func userinfoKind(signed bool) string {
+	if signed {
+		return "signed"
+	}
+	return "json"
+}
+
+func cmdServiceUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("service update")
+	env := addEnvFlags(f)
+	id := f.String("client-id", "", "client_id of the service to change")
+	var u provider.ServiceUpdate
+	f.Func("name", "new name", func(v string) error { u.Name = &v; return nil })
+	f.Func("demarches", "démarches the service serves, comma-separated", func(v string) error {
+		list := splitList(v)
+		u.Demarches = &list
+		return nil
+	})
+	f.Func("id-token-alg", "ES256 or RS256", func(v string) error { u.IDTokenAlg = &v; return nil })
+	f.Func("userinfo-signed", "true or false", func(v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false")
+		}
+		u.UserinfoSigned = &b
+		return nil
+	})
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	if err := f.required("client-id"); err != nil {
+		return err
+	}
+	in, err := openFromFlags(ctx, env, stderr)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	svc, err := in.provider.UpdateService(ctx, operator, *id, u)
+	if err != nil {
+		return fmt.Errorf("service update: %w", err)
+	}
+	fmt.Fprintf(stdout, "updated service %s (client_id %s): ID token %s, userinfo %s, démarches %s\n", svc.Name, svc.ID, svc.IDTokenAlg,
+		userinfoKind(svc.UserinfoSigned), strings.Join(svc.Demarches, ","))
+	return nil
 }

@@ -47,17 +47,30 @@ func TestServiceCommandsOnBothEngines(t *testing.T) {
 				t.Fatalf("service add (private_key_jwt):\n%s", out)
 			}
 			out = c.ok("service", "add", "--name", "Impôts", "--redirect-uri", "https://impots.example.fr/cb",
-				"--demarches", "argent", "--auth", "client_secret_basic", "--id-token-alg", "RS256")
+				"--demarches", "argent", "--auth", "client_secret_basic", "--id-token-alg", "RS256", "--userinfo-signed")
 			m := regexp.MustCompile(`client_secret: (\S+)`).FindStringSubmatch(out)
 			if m == nil || !strings.Contains(out, "shown once") {
 				t.Fatalf("service add (secret):\n%s", out)
 			}
 			list := c.ok("service", "list")
 			for _, want := range []string{"Caisse d'allocations", "private_key_jwt", "social,logement", "https://caf.example.fr/retour",
-				"Impôts", "client_secret_basic", "RS256"} {
+				"Impôts", "client_secret_basic", "RS256", "USERINFO"} {
 				if !strings.Contains(list, want) {
 					t.Errorf("service list lacks %q:\n%s", want, list)
 				}
+			}
+			if !regexp.MustCompile(`Impôts\s+client_secret_basic\s+RS256\s+signed\s`).MatchString(list) ||
+				!regexp.MustCompile(`Caisse d'allocations\s+private_key_jwt\s+ES256\s+json\s`).MatchString(list) {
+				t.Errorf("service list does not say whose userinfo is signed:\n%s", list)
+			}
+			caf := regexp.MustCompile(`(svc_\S+)\s+Caisse`).FindStringSubmatch(list)[1]
+			out = c.ok("service", "update", "--client-id", caf, "--userinfo-signed", "true", "--id-token-alg", "RS256",
+				"--name", "CAF", "--demarches", "social")
+			if !strings.Contains(out, "updated service CAF") || !strings.Contains(out, "userinfo signed") || !strings.Contains(out, "RS256") {
+				t.Errorf("service update printed:\n%s", out)
+			}
+			if list := c.ok("service", "list"); !regexp.MustCompile(`CAF\s+private_key_jwt\s+RS256\s+signed\s+social\s`).MatchString(list) {
+				t.Errorf("service list after the update:\n%s", list)
 			}
 			if strings.Contains(list, m[1]) {
 				t.Error("service list shows the secret")
@@ -82,7 +95,11 @@ func TestServiceCommandsOnBothEngines(t *testing.T) {
 			if n != 2 {
 				t.Errorf("%d service.registered events, want 2", n)
 			}
-			if out := c.ok("audit", "verify"); !strings.Contains(out, "OK: 3 events") {
+			db.R.Get(&n, `SELECT COUNT(*) FROM audit_events WHERE type = 'service.updated'`)
+			if n != 1 {
+				t.Errorf("%d service.updated events, want 1", n)
+			}
+			if out := c.ok("audit", "verify"); !strings.Contains(out, "OK: 4 events") {
 				t.Errorf("audit verify: %s", out)
 			}
 		})
@@ -113,9 +130,27 @@ func TestServiceMistakesChangeNothing(t *testing.T) {
 		{with("--jwks", public, "--post-logout-uri", "/relative"), "absolute"},
 		{[]string{"service", "add", "--name", "S", "--redirect-uri", "https://s.example.fr/cb", "--demarches", "argent,cuisine", "--jwks", public}, `unknown démarche "cuisine"`},
 		{[]string{"service", "add", "--redirect-uri", "https://s.example.fr/cb", "--demarches", "argent"}, "--name is required"},
-		{[]string{"service", "frobnicate"}, "expected one of add, list"},
+		{[]string{"service", "frobnicate"}, "expected one of add, list, update"},
+		{[]string{"service", "update", "--userinfo-signed", "true"}, "--client-id is required"},
+		{[]string{"service", "update", "--client-id", "svc_inconnu", "--userinfo-signed", "true"}, "not found"},
+		{[]string{"service", "update", "--client-id", "CLIENT"}, "nothing to change"},
+		{[]string{"service", "update", "--client-id", "CLIENT", "--userinfo-signed", "peut-être"}, "want true or false"},
+		{[]string{"service", "update", "--client-id", "CLIENT", "--id-token-alg", "HS256"}, "ES256 or RS256"},
+		{[]string{"service", "update", "--client-id", "CLIENT", "--demarches", "argent,cuisine"}, `unknown démarche "cuisine"`},
+		{[]string{"service", "update", "--client-id", "CLIENT", "--demarches", ""}, "at least one démarche"},
+		{[]string{"service", "update", "--client-id", "CLIENT", "--name", " ", "--id-token-alg", "none"}, "--name: give a name"},
+		{[]string{"service", "update", "--client-id", "CLIENT", "--name", " ", "--id-token-alg", "none"}, "ES256 or RS256"},
 	}
+	// One service exists, so that updating it can go wrong.
+	registered := c.ok("service", "add", "--name", "Existant", "--redirect-uri", "https://e.example.fr/cb", "--demarches", "argent", "--jwks", public)
+	client := regexp.MustCompile(`client_id: (\S+)`).FindStringSubmatch(registered)[1]
+	before = c.ok("service", "list")
 	for _, tc := range cases {
+		for i, a := range tc.args {
+			if a == "CLIENT" {
+				tc.args[i] = client
+			}
+		}
 		_, err := c.run(tc.args...)
 		if err == nil {
 			t.Errorf("aidants %s: succeeded", strings.Join(tc.args, " "))

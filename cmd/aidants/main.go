@@ -77,8 +77,9 @@ func commands() map[string]command {
 		"auditor add":          {"register an auditor: --name N (--jwks FILE | --jwks-uri URL) (--all | --organisations SIRET,… | --services client_id,…)", cmdAuditorAdd},
 		"auditor list":         {"list auditors", cmdAuditorList},
 		"backup":               {"write a consistent copy of the database while serving: backup FILE", cmdBackup},
-		"service add":          {"register a public service: --name N --redirect-uri U [--post-logout-uri U] --demarches code,code [--auth private_key_jwt --jwks FILE | --auth client_secret_basic] [--id-token-alg RS256]", cmdServiceAdd},
+		"service add":          {"register a public service: --name N --redirect-uri U [--post-logout-uri U] --demarches code,code [--auth private_key_jwt --jwks FILE | --auth client_secret_basic|client_secret_post] [--id-token-alg RS256] [--userinfo-signed]", cmdServiceAdd},
 		"service list":         {"list public services", cmdServiceList},
+		"service update":       {"change a public service: --client-id ID [--name N] [--demarches code,code] [--id-token-alg ES256|RS256] [--userinfo-signed true|false]", cmdServiceUpdate},
 	}
 }
 
