@@ -143,7 +143,7 @@ func wire(ctx context.Context, in *instance, env *envFlags, metricsToken string)
 		UsagerAbsolute:      cfg.Session.UsagerAbsoluteTimeout.D(),
 		PostLogoutURL:       public + "/deconnecte",
 		UsagerPostLogoutURL: public + "/mon-espace/deconnecte",
-		AidantsRP:           rpConfig(cfg.AidantsProvider, public+"/connexion/aidant/retour"),
+		AidantsRP:           rpConfig(cfg.AidantsProvider.OIDCClient, public+"/connexion/aidant/retour"),
 		FranceConnect:       rpConfig(cfg.FranceConnect, public+"/franceconnect/retour"),
 		Logger:              in.logger,
 	}, in.log, in.dir)
