@@ -143,7 +143,7 @@ func wire(ctx context.Context, in *instance, env *envFlags, metricsToken string)
 		UsagerAbsolute:      cfg.Session.UsagerAbsoluteTimeout.D(),
 		PostLogoutURL:       public + "/deconnecte",
 		UsagerPostLogoutURL: public + "/mon-espace/deconnecte",
-		AidantsRP:           rpConfig(cfg.AidantsProvider.OIDCClient, public+"/connexion/aidant/retour"),
+		AidantsRP:           aidantsRPConfig(cfg.AidantsProvider, public+"/connexion/aidant/retour"),
 		FranceConnect:       rpConfig(cfg.FranceConnect, public+"/franceconnect/retour"),
 		Logger:              in.logger,
 	}, in.log, in.dir)
@@ -188,6 +188,12 @@ func wire(ctx context.Context, in *instance, env *envFlags, metricsToken string)
 func rpConfig(c config.OIDCClient, redirect string) auth.ProviderConfig {
 	return auth.ProviderConfig{
 		Issuer: c.Issuer, ClientID: c.ClientID, ClientSecret: c.ClientSecret, Scopes: c.Scopes,
-		ACRValues: c.ACRValues, RedirectURL: redirect, RequireMFA: c.RequireMFA, MFAACRs: c.MFAACRs,
+		ACRValues: c.ACRValues, RedirectURL: redirect, RequireMFA: c.RequireMFA, MFAAMRs: c.MFAAMRs, MFAACRs: c.MFAACRs,
 	}
+}
+
+func aidantsRPConfig(c config.AidantsProvider, redirect string) auth.ProviderConfig {
+	p := rpConfig(c.OIDCClient, redirect)
+	p.MatchEmailRequiresVerified = c.MatchEmailRequiresVerified
+	return p
 }
