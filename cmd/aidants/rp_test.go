@@ -38,17 +38,22 @@ func newRPInstance(t *testing.T) *rpInstance {
 }
 
 // configure writes the configuration file, the two provider tables being
-// given as TOML bodies (issuer, client_id, client_secret, …).
+// given as TOML bodies (issuer, client_id, client_secret, …). It may be
+// called again between two serves.
 func (r *rpInstance) configure(aidants, franceconnect string) {
 	t := r.t
 	t.Helper()
-	key, err := audit.GenerateKey("rp.aidants.invalid/audit")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The journal's key is made once: a configuration written again
+	// (other provider settings) serves the same journal.
 	keyFile := filepath.Join(r.dir, "audit.key")
-	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(keyFile); err != nil {
+		key, err := audit.GenerateKey("rp.aidants.invalid/audit")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	secret := "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"
 	cfg := fmt.Sprintf(`
