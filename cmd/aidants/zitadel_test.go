@@ -146,13 +146,19 @@ func zitadelSignIn(t *testing.T, b *stepper, base, username, password string) (s
 // With the default mfa_amrs (["mfa"]) the aidant is refused with the page
 // asking for a second factor, and the log names the amr that arrived;
 // with mfa_amrs = ["pwd"] (a test setting) the same aidant signs in, is
-// bound by their verified email, and reaches the dashboard.
+// bound by their verified email, and reaches the dashboard. An aidant whose
+// address the provider did not verify is matched only once the operator
+// sets match_email_requires_verified = false.
 func TestZitadelProviderSignsInWithPwdAllowedAndIsRefusedByDefault(t *testing.T) {
 	const siret, email, password = "98765432100015", "claude.durand@france-services.example", "mot-de-passe-de-test"
 	r := newRPInstance(t)
+	const unverified = "lou.petit@france-services.example"
 	issuer := startZitadel(t, []string{r.public + "/connexion/aidant/retour"}, zitadelUser{
 		ID: "zitadel-claude", Username: "claude", Password: password, FirstName: "Claude", LastName: "Durand",
 		Email: email, EmailVerified: true, PreferredLanguage: "fr",
+	}, zitadelUser{
+		ID: "zitadel-lou", Username: "lou", Password: password, FirstName: "Lou", LastName: "Petit",
+		Email: unverified, EmailVerified: false, PreferredLanguage: "fr",
 	})
 	provider := func(extra string) string {
 		return fmt.Sprintf("issuer = %q\nclient_id = \"web\"\nclient_secret = \"secret\"\nscopes = [\"openid\", \"profile\", \"email\"]\n%s", issuer, extra)
@@ -162,6 +168,7 @@ func TestZitadelProviderSignsInWithPwdAllowedAndIsRefusedByDefault(t *testing.T)
 	c := r.cli()
 	c.ok("org", "add", "--name", "France services Test", "--siret", siret)
 	c.ok("aidant", "add", "--org", siret, "--email", email, "--given-name", "Claude", "--family-name", "Durand", "--habilitated-until", "2099-12-31")
+	c.ok("aidant", "add", "--org", siret, "--email", unverified, "--given-name", "Lou", "--family-name", "Petit", "--habilitated-until", "2099-12-31")
 
 	// The default: "pwd" is no second factor.
 	s := r.serve()
@@ -213,5 +220,23 @@ func TestZitadelProviderSignsInWithPwdAllowedAndIsRefusedByDefault(t *testing.T)
 	}
 	if n := count(t, db, `SELECT COUNT(*) FROM audit_events WHERE type = ?`, audit.AidantLogin); n != 1 {
 		t.Errorf("%d aidant.login events, want 1", n)
+	}
+
+	// Lou's address is not verified at this provider (which then leaves
+	// email_verified out): by default, no pending aidant is matched by it.
+	status, _, body = zitadelSignIn(t, newStepper(t), s.URL, "lou", password)
+	if status != http.StatusForbidden || !strings.Contains(body, "Votre compte ne permet pas d'utiliser Aidants") {
+		t.Fatalf("unverified email: %d\n%s", status, firstLines(body))
+	}
+	if !strings.Contains(s.Log.String(), "reason=unknown_account email_verified=absent") || strings.Contains(s.Log.String(), unverified) {
+		t.Errorf("the log does not say why, or names the address:\n%s", s.Log)
+	}
+	s.Stop()
+
+	// An operator whose provider vouches for every address it sends.
+	r.configure(provider("mfa_amrs = [\"pwd\"]\nmatch_email_requires_verified = false"), fc)
+	s = r.serve()
+	if status, loc, body := zitadelSignIn(t, newStepper(t), s.URL, "lou", password); status != http.StatusSeeOther || !strings.Contains(loc, "/structures") {
+		t.Fatalf("match_email_requires_verified = false: %d %s\n%s", status, loc, firstLines(body))
 	}
 }
