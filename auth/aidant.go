@@ -49,7 +49,9 @@ func (s *Service) FinishAidant(w http.ResponseWriter, r *http.Request, a *Answer
 		if err := s.refuse(r.Context(), "", "mfa_required"); err != nil {
 			return err
 		}
-		return ErrMFARequired
+		err := p.mfaRefusal(a.Claims, ErrMFARequired)
+		s.logRefusal(err)
+		return err
 	}
 	switch a.Purpose {
 	case PurposeAidantLogin:
@@ -69,10 +71,18 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request, a *Answer) error
 			}
 		}
 	}
+	// A pending aidant is found by email only when the provider vouches
+	// for the address: otherwise whoever could claim it at the provider
+	// would get the account.
+	email := a.Claim("email")
+	verified, said := emailVerified(a.Claims)
+	if s.rps[Aidants].cfg.MatchEmailRequiresVerified && !verified {
+		email = ""
+	}
 	var secret, refusedAidant string
 	var refused *RefusedError
 	err := s.log.Write(r.Context(), func(tx *audit.Tx) error {
-		aid, err := org.Resolve(tx, org.Identity{Issuer: a.Issuer, Subject: a.Subject, Email: a.Claim("email")})
+		aid, err := org.Resolve(tx, org.Identity{Issuer: a.Issuer, Subject: a.Subject, Email: email})
 		if errors.Is(err, org.ErrNotFound) {
 			refused = &RefusedError{Reason: ReasonUnknown}
 			return refused
@@ -107,6 +117,18 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request, a *Answer) error
 			Aidant: aid.ID, Organisation: current.OrganisationID, Detail: map[string]any{"mfa": a.MFA}})
 		return err
 	})
+	if refused != nil && refused.Reason == ReasonUnknown {
+		// Why no pending aidant could be found, in claim names and the
+		// value of email_verified: never the address.
+		attrs := []any{"provider", string(Aidants), "reason", ReasonUnknown}
+		switch {
+		case a.Claim("email") == "":
+			attrs = append(attrs, "missing", []string{"email"})
+		case email == "":
+			attrs = append(attrs, "email_verified", said, "want", "email_verified true to match a pending aidant by email")
+		}
+		s.logger.Info("sign-in refused", attrs...)
+	}
 	if refused != nil {
 		// The refusal unit rolled back (nothing bound, no session); its
 		// event is written on its own, naming the aidant when known. The

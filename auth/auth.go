@@ -2,7 +2,9 @@
 // Connect toward the aidants' identity provider and FranceConnect
 // (authorization code with PKCE S256, state and nonce bound to the browser
 // and single-use, ID tokens verified by go-oidc with an algorithm
-// allow-list, one callback per provider), the browser sessions (cookies via
+// allow-list, one callback per provider, the claims the service requires —
+// sub, a single audience, the acr asked, a second factor — checked, and a
+// refusal naming them), the browser sessions (cookies via
 // gorilla/sessions holding only an opaque id; the state lives on the
 // server so that it can be revoked), principals and step-up.
 //
@@ -104,10 +106,18 @@ func New(cfg Config, log *audit.Log, dir *org.Directory) (*Service, error) {
 			sc.MaxAge(int(cfg.AbsoluteTimeout.Seconds()) + 60)
 		}
 	}
+	for _, p := range []struct {
+		name Provider
+		cfg  ProviderConfig
+	}{{Aidants, cfg.AidantsRP}, {FranceConnect, cfg.FranceConnect}} {
+		if p.cfg.RequireMFA && len(p.cfg.MFAAMRs) == 0 && len(p.cfg.MFAACRs) == 0 {
+			return nil, fmt.Errorf("auth: %s: a second factor is required but no amr or acr value counts as one", p.name)
+		}
+	}
 	s := &Service{cfg: cfg, log: log, db: log.DB(), dir: dir, cookies: cs, logger: cfg.Logger, now: cfg.Now,
 		rps: map[Provider]*rp{
-			Aidants:       {name: string(Aidants), cfg: cfg.AidantsRP, client: cfg.HTTPClient},
-			FranceConnect: {name: string(FranceConnect), cfg: cfg.FranceConnect, client: cfg.HTTPClient},
+			Aidants:       {name: Aidants, cfg: cfg.AidantsRP, client: cfg.HTTPClient, now: cfg.Now},
+			FranceConnect: {name: FranceConnect, cfg: cfg.FranceConnect, client: cfg.HTTPClient, now: cfg.Now},
 		}}
 	return s, nil
 }
@@ -144,7 +154,8 @@ const (
 	ReasonOtherPerson    = "other_person"
 )
 
-// ErrMFARequired is a sign-in without the required second factor.
+// ErrMFARequired is a sign-in without the required second factor; the
+// error returned is a *ClaimsError that says which amr and acr arrived.
 var ErrMFARequired = errors.New("auth: a second authentication factor is required")
 
 // ErrBadCallback is a callback that does not answer a sign-in this browser

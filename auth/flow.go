@@ -125,7 +125,10 @@ func (a *Answer) Claim(name string) string {
 // request of this browser, for this provider, not older than ten minutes;
 // it is consumed first, so a replayed callback finds nothing. Then the code
 // is redeemed with the PKCE verifier and the ID token verified (issuer,
-// audience, expiry, algorithm allow-list, nonce).
+// audience, expiry, algorithm allow-list, nonce), and the claims the
+// service requires checked (rp.exchange); FranceConnect's second factor,
+// when required, too. A refusal decided on the claims is a *ClaimsError,
+// logged with the claim names and amr/acr values it holds.
 func (s *Service) Complete(r *http.Request, provider Provider) (*Answer, error) {
 	p, ok := s.rps[provider]
 	if !ok {
@@ -189,6 +192,7 @@ func (s *Service) Complete(r *http.Request, provider Provider) (*Answer, error) 
 	}
 	ex, err := p.exchange(r.Context(), code, req.Verifier, req.Nonce)
 	if err != nil {
+		s.logRefusal(err)
 		return nil, err
 	}
 	a := &Answer{
@@ -196,12 +200,29 @@ func (s *Service) Complete(r *http.Request, provider Provider) (*Answer, error) 
 		Issuer: ex.idToken.Issuer, Subject: ex.idToken.Subject, RawIDToken: ex.raw, IDToken: ex.idToken,
 		Claims: ex.claims, MFA: p.hasMFA(ex.claims),
 	}
+	// The aidants' provider's refusal is journaled by FinishAidant; a
+	// person identifying with FranceConnect is refused here, before any
+	// purpose sees the answer.
+	if provider != Aidants && p.cfg.RequireMFA && !a.MFA {
+		err := p.mfaRefusal(ex.claims, ErrBadToken)
+		s.logRefusal(err)
+		return nil, err
+	}
 	if at, ok := ex.claims["auth_time"].(float64); ok {
 		a.AuthTime = time.Unix(int64(at), 0).UTC()
 	} else {
 		a.AuthTime = ex.idToken.IssuedAt.UTC()
 	}
 	return a, nil
+}
+
+// logRefusal logs a refusal decided on the answer's claims: which were
+// missing, which values arrived (ClaimsError holds nothing else).
+func (s *Service) logRefusal(err error) {
+	var ce *ClaimsError
+	if errors.As(err, &ce) {
+		s.logger.Info("sign-in refused", ce.logAttrs()...)
+	}
 }
 
 // LocalPath tells whether p is a path on this site (not "//host", not a

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,6 +68,11 @@ type envOptions struct {
 	dialect store.Dialect // SQLite unless set
 	db      *store.DB     // an already opened database (storetest.Each)
 	tls     bool          // an https server and Config.Secure
+	// acr is what both providers answer as acr, and what the service asks
+	// of them as acr_values ("eidas1" and FranceConnect only, unless set).
+	acr string
+	// aidantsRP and fcRP change the relying parties' settings.
+	aidantsRP, fcRP func(*auth.ProviderConfig)
 }
 
 // env is the service with both development providers mounted on one test
@@ -81,6 +88,11 @@ type env struct {
 
 	aidantsIdP *devidp.Provider
 	fcIdP      *devidp.Provider
+	logs       *syncBuffer // the service's log
+	// down makes a path of the providers answer 503 (an outage).
+	down sync.Map
+	// tokenRequests counts the requests to the providers' token endpoints.
+	tokenRequests atomic.Int64
 
 	org     *org.Organisation
 	aidants map[string]*org.Aidant // by provider subject
@@ -130,16 +142,16 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	}
 	t.Cleanup(srv.Close)
 
-	e := &env{t: t, db: db, log: log, dir: org.New(log), srv: srv, clock: &clock{}, aidants: map[string]*org.Aidant{}}
+	e := &env{t: t, db: db, log: log, dir: org.New(log), srv: srv, clock: &clock{}, aidants: map[string]*org.Aidant{}, logs: &syncBuffer{}}
 
 	ids := append(devidp.AidantIdentities(testSIRET),
 		devidp.Identity{Sub: subMorgan, MFA: true, Claims: map[string]any{
-			"given_name": "Morgan", "usual_name": "Roux", "email": emailMorgan, "uid": "uid-morgan", "siret": closedSIRET}},
+			"given_name": "Morgan", "usual_name": "Roux", "email": emailMorgan, "email_verified": true, "uid": "uid-morgan", "siret": closedSIRET}},
 		devidp.Identity{Sub: subStranger, MFA: true, Claims: map[string]any{
-			"given_name": "Claude", "usual_name": "Inconnu", "email": emailStanger, "uid": "uid-inconnu", "siret": testSIRET}},
+			"given_name": "Claude", "usual_name": "Inconnu", "email": emailStanger, "email_verified": true, "uid": "uid-inconnu", "siret": testSIRET}},
 	)
 	e.aidantsIdP, err = devidp.New(devidp.Options{
-		Issuer: srv.URL + "/dev/aidants", Kind: devidp.KindAidants, Identities: ids, Now: e.clock.Now,
+		Issuer: srv.URL + "/dev/aidants", Kind: devidp.KindAidants, Identities: ids, Now: e.clock.Now, ACR: opts.acr,
 		Clients: []devidp.Client{{ID: aidantsClient, Secret: clientSecret,
 			RedirectURIs: []string{srv.URL + "/cb/aidants"}, PostLogoutRedirectURIs: []string{srv.URL + "/bye"}}},
 	})
@@ -147,16 +159,37 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		t.Fatal(err)
 	}
 	e.fcIdP, err = devidp.New(devidp.Options{
-		Issuer: srv.URL + "/dev/franceconnect", Kind: devidp.KindFranceConnect, Identities: devidp.UsagerIdentities(), Now: e.clock.Now,
+		Issuer: srv.URL + "/dev/franceconnect", Kind: devidp.KindFranceConnect, Identities: devidp.UsagerIdentities(), Now: e.clock.Now, ACR: opts.acr,
 		Clients: []devidp.Client{{ID: fcClient, Secret: clientSecret,
 			RedirectURIs: []string{srv.URL + "/cb/fc"}, PostLogoutRedirectURIs: []string{srv.URL + "/bye"}}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux.Handle("/dev/aidants/", e.aidantsIdP)
-	mux.Handle("/dev/franceconnect/", e.fcIdP)
+	mux.Handle("/dev/aidants/", e.provider(e.aidantsIdP))
+	mux.Handle("/dev/franceconnect/", e.provider(e.fcIdP))
 
+	aidantsRP := auth.ProviderConfig{
+		Issuer: e.aidantsIdP.Issuer(), ClientID: aidantsClient, ClientSecret: clientSecret,
+		Scopes:      []string{"openid", "given_name", "usual_name", "email", "uid", "siret"},
+		RedirectURL: srv.URL + "/cb/aidants", RequireMFA: true, MFAAMRs: []string{"mfa"},
+		MatchEmailRequiresVerified: true,
+	}
+	fcRP := auth.ProviderConfig{
+		Issuer: e.fcIdP.Issuer(), ClientID: fcClient, ClientSecret: clientSecret,
+		Scopes:      []string{"openid", "given_name", "family_name", "birthdate", "gender", "birthplace", "birthcountry", "email"},
+		ACRValues:   "eidas1",
+		RedirectURL: srv.URL + "/cb/fc",
+	}
+	if opts.acr != "" {
+		aidantsRP.ACRValues, fcRP.ACRValues = opts.acr, opts.acr
+	}
+	if opts.aidantsRP != nil {
+		opts.aidantsRP(&aidantsRP)
+	}
+	if opts.fcRP != nil {
+		opts.fcRP(&fcRP)
+	}
 	e.svc, err = auth.New(auth.Config{
 		Secure:          opts.tls,
 		SessionSecret:   []byte("0123456789abcdef0123456789abcdef-test"),
@@ -166,19 +199,11 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		UsagerIdle:      15 * time.Minute,
 		UsagerAbsolute:  time.Hour,
 		PostLogoutURL:   srv.URL + "/bye",
-		AidantsRP: auth.ProviderConfig{
-			Issuer: e.aidantsIdP.Issuer(), ClientID: aidantsClient, ClientSecret: clientSecret,
-			Scopes:      []string{"openid", "given_name", "usual_name", "email", "uid", "siret"},
-			RedirectURL: srv.URL + "/cb/aidants", RequireMFA: true,
-		},
-		FranceConnect: auth.ProviderConfig{
-			Issuer: e.fcIdP.Issuer(), ClientID: fcClient, ClientSecret: clientSecret,
-			Scopes:      []string{"openid", "given_name", "family_name", "birthdate", "gender", "birthplace", "birthcountry", "email"},
-			ACRValues:   "eidas1",
-			RedirectURL: srv.URL + "/cb/fc",
-		},
-		HTTPClient: srv.Client(),
-		Now:        e.clock.Now,
+		AidantsRP:       aidantsRP,
+		FranceConnect:   fcRP,
+		HTTPClient:      srv.Client(),
+		Logger:          slog.New(slog.NewTextHandler(e.logs, nil)),
+		Now:             e.clock.Now,
 	}, log, e.dir)
 	if err != nil {
 		t.Fatal(err)
@@ -186,6 +211,39 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	e.routes(mux)
 	e.seed()
 	return e
+}
+
+// provider serves a development provider, but answers 503 on the paths
+// the test took down, and counts the token requests.
+func (e *env) provider(p *devidp.Provider) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, down := e.down.Load(r.URL.Path); down {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		if strings.HasSuffix(r.URL.Path, "/token") {
+			e.tokenRequests.Add(1)
+		}
+		p.ServeHTTP(w, r)
+	})
+}
+
+// syncBuffer collects the service's log across goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // noPanic fails the test when a handler panics. Without it a panic only
@@ -218,6 +276,10 @@ func (e *env) routes(mux *http.ServeMux) {
 			err = e.svc.FinishAidant(w, r, a)
 		}
 		e.record(w, result{err: err, answer: a})
+	})
+	mux.HandleFunc("GET /startfc", func(w http.ResponseWriter, r *http.Request) {
+		target, err := e.svc.BeginUsagerLogin(w, r)
+		e.redirectOr(w, r, target, err)
 	})
 	mux.HandleFunc("GET /cb/fc", func(w http.ResponseWriter, r *http.Request) {
 		a, err := e.svc.Complete(r, auth.FranceConnect)

@@ -2,14 +2,10 @@ package auth
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"sync"
 	"time"
 
@@ -31,31 +27,41 @@ type ProviderConfig struct {
 	ClientID     string
 	ClientSecret string
 	Scopes       []string
-	ACRValues    string
+	// ACRValues is sent as acr_values when set, and the answer's acr must
+	// then meet it: one of the values asked, or an eIDAS level at least as
+	// high as the lowest asked (eidas1 < eidas2 < eidas3).
+	ACRValues string
 	// RedirectURL is this provider's own callback: one per provider, so
 	// that an answer meant for one can never be taken for the other.
 	RedirectURL string
-	// RequireMFA refuses an ID token without "mfa" in amr (or one of
-	// MFAACRs as acr).
+	// RequireMFA refuses an answer that shows no second factor: an amr
+	// value listed in MFAAMRs (RFC 8176: "mfa", "otp", "hwk"…), or an acr
+	// listed in MFAACRs. New refuses RequireMFA with both lists empty.
 	RequireMFA bool
+	MFAAMRs    []string
 	MFAACRs    []string
+	// MatchEmailRequiresVerified (aidants' provider): a pending aidant is
+	// found by email only when the answer says email_verified: true.
+	MatchEmailRequiresVerified bool
 }
 
 // rp is a relying party of one provider. Discovery is lazy and retried, so
 // that the service starts even when the provider is down (and, in dev mode,
 // before its own listener accepts connections).
 type rp struct {
-	name   string
+	name   Provider
 	cfg    ProviderConfig
 	client *http.Client
+	now    func() time.Time
 
-	mu         sync.Mutex
-	provider   *oidc.Provider
-	verifier   *oidc.IDTokenVerifier
-	oauth      *oauth2.Config
-	endSession string
-	issParam   bool
-	jwksURI    string
+	mu          sync.Mutex
+	provider    *oidc.Provider
+	verifier    *oidc.IDTokenVerifier
+	oauth       *oauth2.Config
+	endSession  string
+	issParam    bool
+	jwksURI     string
+	userinfoURI string
 }
 
 // ErrProviderUnavailable is returned when the identity provider cannot be
@@ -84,13 +90,17 @@ func (p *rp) ready(ctx context.Context) error {
 		return fmt.Errorf("%w: %s discovery: %v", ErrProviderUnavailable, p.name, err)
 	}
 	p.provider = prov
-	p.verifier = prov.VerifierContext(oidc.ClientContext(context.Background(), p.client),
-		&oidc.Config{ClientID: p.cfg.ClientID, SupportedSigningAlgs: SigningAlgs})
+	// go-oidc's remote key set, which keeps the keys and fetches them again
+	// for a kid it does not know; wrapped to tell a forged signature from a
+	// key set that cannot be fetched.
+	keys := &keySet{rp: p, remote: oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), p.client), meta.JWKS)}
+	p.verifier = oidc.NewVerifier(p.cfg.Issuer, keys,
+		&oidc.Config{ClientID: p.cfg.ClientID, SupportedSigningAlgs: SigningAlgs, Now: p.now})
 	p.oauth = &oauth2.Config{
 		ClientID: p.cfg.ClientID, ClientSecret: p.cfg.ClientSecret,
 		Endpoint: prov.Endpoint(), RedirectURL: p.cfg.RedirectURL, Scopes: p.cfg.Scopes,
 	}
-	p.endSession, p.issParam, p.jwksURI = meta.EndSession, meta.IssParam, meta.JWKS
+	p.endSession, p.issParam, p.jwksURI, p.userinfoURI = meta.EndSession, meta.IssParam, meta.JWKS, prov.UserInfoEndpoint()
 	return nil
 }
 
@@ -129,8 +139,11 @@ type exchanged struct {
 var ErrBadToken = errors.New("auth: the identity provider's answer does not verify")
 
 // exchange redeems the code with the PKCE verifier, verifies the ID token
-// (issuer, audience, expiry, signature within SigningAlgs) and its nonce,
-// and merges the userinfo claims, whose subject must be the same.
+// — its shape and algorithm (jwtverify), then its signature, issuer,
+// audience and expiry (go-oidc), then what go-oidc leaves to the relying
+// party (nonce, sub, iat, nbf, a single audience, azp) — and merges the
+// userinfo claims, whose subject must be the same. Last, the acr must meet
+// acr_values.
 func (p *rp) exchange(ctx context.Context, code, verifier, nonce string) (*exchanged, error) {
 	if err := p.ready(ctx); err != nil {
 		return nil, err
@@ -148,30 +161,39 @@ func (p *rp) exchange(ctx context.Context, code, verifier, nonce string) (*excha
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
-		return nil, fmt.Errorf("%w: no id_token", ErrBadToken)
+		return nil, p.refuse("claims_missing", []string{"id_token"}, nil, "")
 	}
-	idt, err := p.verifier.Verify(ctx, raw)
+	// The compact form of one of the allowed algorithms, and a size bound,
+	// before go-oidc reads it: go-jose would also take the JSON
+	// serialisation, and split a million dots.
+	if _, err := jwtverify.Parse(raw, joseAlgs()...); err != nil {
+		return nil, fmt.Errorf("%w: id token: %v", ErrBadToken, err)
+	}
+	var outage error
+	idt, err := p.verifier.Verify(context.WithValue(ctx, outageKey{}, &outage), raw)
+	if outage != nil {
+		return nil, outage
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadToken, err)
-	}
-	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
-		return nil, fmt.Errorf("%w: nonce does not match", ErrBadToken)
 	}
 	claims := map[string]any{}
 	if err := idt.Claims(&claims); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadToken, err)
 	}
-	if p.provider.UserInfoEndpoint() != "" {
-		ui, err := p.provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+	if err := p.checkIDToken(idt, claims, nonce); err != nil {
+		return nil, err
+	}
+	if p.userinfoURI != "" {
+		uc, err := p.userinfo(ctx, tok)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s userinfo: %v", ErrProviderUnavailable, p.name, err)
+			return nil, err
 		}
-		if ui.Subject != idt.Subject {
-			return nil, fmt.Errorf("%w: userinfo subject differs from the ID token's", ErrBadToken)
-		}
-		var uc map[string]any
-		if err := ui.Claims(&uc); err != nil {
-			return nil, fmt.Errorf("%w: userinfo: %v", ErrBadToken, err)
+		switch sub, _ := uc["sub"].(string); {
+		case sub == "":
+			return nil, p.refuse("userinfo_subject", []string{"sub (userinfo)"}, nil, "")
+		case sub != idt.Subject:
+			return nil, p.refuse("userinfo_subject", nil, nil, "the ID token's sub")
 		}
 		for k, v := range uc {
 			if _, set := claims[k]; !set {
@@ -179,20 +201,10 @@ func (p *rp) exchange(ctx context.Context, code, verifier, nonce string) (*excha
 			}
 		}
 	}
-	return &exchanged{idToken: idt, raw: raw, claims: claims, token: tok}, nil
-}
-
-// hasMFA tells whether the authentication used a second factor.
-func (p *rp) hasMFA(claims map[string]any) bool {
-	if amr, ok := claims["amr"].([]any); ok {
-		for _, v := range amr {
-			if v == "mfa" {
-				return true
-			}
-		}
+	if err := p.checkACR(claims); err != nil {
+		return nil, err
 	}
-	acr, _ := claims["acr"].(string)
-	return acr != "" && slices.Contains(p.cfg.MFAACRs, acr)
+	return &exchanged{idToken: idt, raw: raw, claims: claims, token: tok}, nil
 }
 
 // logoutURL is the provider's end-session URL, or "" when it has none.
@@ -222,28 +234,26 @@ func (p *rp) verifyingKey(ctx context.Context, raw string) (string, error) {
 	if err := p.ready(ctx); err != nil {
 		return "", err
 	}
-	tok, err := jwtverify.Parse(raw, jose.ES256, jose.RS256, jose.PS256)
+	tok, err := jwtverify.Parse(raw, joseAlgs()...)
 	if err != nil {
 		return "", fmt.Errorf("%w: evidence token: %v", ErrBadToken, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.jwksURI, nil)
+	set, err := p.fetchJWKS(ctx)
 	if err != nil {
 		return "", err
 	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("%w: %s jwks: %v", ErrProviderUnavailable, p.name, err)
-	}
-	defer resp.Body.Close()
-	var set jose.JSONWebKeySet
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
-		return "", fmt.Errorf("%w: %s jwks: %v", ErrProviderUnavailable, p.name, err)
-	}
-	if k, err := tok.SigningKey(&set); err == nil {
+	if k, err := tok.SigningKey(set); err == nil {
 		b, err := k.MarshalJSON()
 		return string(b), err
 	}
 	return "", fmt.Errorf("%w: no published key verifies the evidence token", ErrBadToken)
+}
+
+// joseAlgs is SigningAlgs for go-jose.
+func joseAlgs() []jose.SignatureAlgorithm {
+	algs := make([]jose.SignatureAlgorithm, len(SigningAlgs))
+	for i, a := range SigningAlgs {
+		algs[i] = jose.SignatureAlgorithm(a)
+	}
+	return algs
 }

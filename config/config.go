@@ -24,17 +24,17 @@ import (
 
 // Config is the whole configuration of an instance.
 type Config struct {
-	Server          Server     `toml:"server"`
-	Database        Database   `toml:"database"`
-	Session         Session    `toml:"session"`
-	AidantsProvider OIDCClient `toml:"aidants_provider"`
-	FranceConnect   OIDCClient `toml:"franceconnect"`
-	Audit           Audit      `toml:"audit"`
-	Keys            Keys       `toml:"keys"`
-	Mandate         Mandate    `toml:"mandate"`
-	Provider        Provider   `toml:"provider"`
-	Limits          Limits     `toml:"limits"`
-	Log             Log        `toml:"log"`
+	Server          Server          `toml:"server"`
+	Database        Database        `toml:"database"`
+	Session         Session         `toml:"session"`
+	AidantsProvider AidantsProvider `toml:"aidants_provider"`
+	FranceConnect   OIDCClient      `toml:"franceconnect"`
+	Audit           Audit           `toml:"audit"`
+	Keys            Keys            `toml:"keys"`
+	Mandate         Mandate         `toml:"mandate"`
+	Provider        Provider        `toml:"provider"`
+	Limits          Limits          `toml:"limits"`
+	Log             Log             `toml:"log"`
 
 	// Dev is set by `--dev`, never by the file: development identity
 	// providers, the demo service and the seed are mounted, and the
@@ -144,13 +144,35 @@ type OIDCClient struct {
 	// AIDANTS_FRANCECONNECT_CLIENT_SECRET.
 	ClientSecret string   `toml:"client_secret"`
 	Scopes       []string `toml:"scopes"`
-	// ACRValues is sent as acr_values when set.
+	// ACRValues is sent as acr_values when set, and the answer's acr
+	// must meet it: one of the values asked, or for FranceConnect's eIDAS
+	// levels (eidas1 < eidas2 < eidas3) one at least as high as the lowest
+	// asked.
 	ACRValues string `toml:"acr_values"`
-	// RequireMFA refuses a login whose ID token does not show a second
-	// factor (amr containing "mfa", or an acr listed in MFAACRs).
-	RequireMFA bool     `toml:"require_mfa"`
-	MFAACRs    []string `toml:"mfa_acrs"`
+	// RequireMFA refuses a sign-in that does not show a second factor:
+	// an amr value listed in MFAAMRs, or an acr listed in MFAACRs.
+	RequireMFA bool `toml:"require_mfa"`
+	// MFAAMRs are the RFC 8176 amr values that count as a second factor
+	// (default ["mfa"]).
+	MFAAMRs []string `toml:"mfa_amrs"`
+	MFAACRs []string `toml:"mfa_acrs"`
 }
+
+// AidantsProvider is the aidants' identity provider: a relying party
+// like any, and the way a pending aidant is found at their first sign-in.
+type AidantsProvider struct {
+	OIDCClient
+	// MatchEmailRequiresVerified binds a pending aidant (added by email)
+	// to the identity that signs in with that email only when the
+	// provider says email_verified: true. An operator whose provider
+	// vouches for every address it sends may set it to false.
+	MatchEmailRequiresVerified bool `toml:"match_email_requires_verified"`
+}
+
+// AMRValues are the authentication method references of the IANA
+// registry (RFC 8176 §2, §6.1): what mfa_amrs may list.
+var AMRValues = []string{"face", "fpt", "geo", "hwk", "iris", "kba", "mca", "mfa", "otp", "pin", "pop",
+	"pwd", "rba", "retina", "sc", "sms", "swk", "tel", "user", "vbm", "wia"}
 
 // Audit configures the tamper-evident log.
 type Audit struct {
@@ -277,13 +299,18 @@ func Default() Config {
 			UsagerIdleTimeout:     Duration(10 * time.Minute),
 			UsagerAbsoluteTimeout: Duration(1 * time.Hour),
 		},
-		AidantsProvider: OIDCClient{
-			Scopes:     []string{"openid", "given_name", "usual_name", "email", "uid", "siret"},
-			RequireMFA: true,
+		AidantsProvider: AidantsProvider{
+			OIDCClient: OIDCClient{
+				Scopes:     []string{"openid", "given_name", "usual_name", "email", "uid", "siret"},
+				RequireMFA: true,
+				MFAAMRs:    []string{"mfa"},
+			},
+			MatchEmailRequiresVerified: true,
 		},
 		FranceConnect: OIDCClient{
 			Scopes:    []string{"openid", "given_name", "family_name", "birthdate", "gender", "birthplace", "birthcountry", "email"},
 			ACRValues: "eidas1",
+			MFAAMRs:   []string{"mfa"},
 		},
 		Audit:    Audit{WitnessInterval: Duration(2 * time.Second)},
 		Mandate:  Mandate{ConsentLinkTTL: Duration(48 * time.Hour)},
@@ -448,7 +475,20 @@ func (c *Config) Validate() error {
 	for _, p := range []struct {
 		key string
 		c   OIDCClient
-	}{{"aidants_provider", c.AidantsProvider}, {"franceconnect", c.FranceConnect}} {
+	}{{"aidants_provider", c.AidantsProvider.OIDCClient}, {"franceconnect", c.FranceConnect}} {
+		for _, v := range p.c.MFAAMRs {
+			if !contains(AMRValues, v) {
+				bad("%s.mfa_amrs: %q is not an amr value of RFC 8176 (%s)", p.key, v, strings.Join(AMRValues, ", "))
+			}
+		}
+		for _, v := range p.c.MFAACRs {
+			if v == "" || strings.ContainsAny(v, " \t\n") {
+				bad("%s.mfa_acrs: %q is not an acr value (no spaces, not empty)", p.key, v)
+			}
+		}
+		if p.c.RequireMFA && len(p.c.MFAAMRs) == 0 && len(p.c.MFAACRs) == 0 {
+			bad("%s.require_mfa: mfa_amrs or mfa_acrs must say what counts as a second factor", p.key)
+		}
 		if c.Dev && p.c.Issuer == "" {
 			continue // the development providers fill these in
 		}

@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -53,6 +54,11 @@ func keys(t reflect.Type, prefix string) []string {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		tag := f.Tag.Get("toml")
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			// An embedded struct: its keys are the outer table's.
+			out = append(out, keys(f.Type, prefix)...)
+			continue
+		}
 		if tag == "" || tag == "-" {
 			continue
 		}
@@ -201,5 +207,69 @@ key = "w2.example+05060708+BAAA"
 	sq.Database.DSN = "/var/lib/aidants/aidants.db"
 	if got := sq.Audit.StateFile(sq.Database); got != "/var/lib/aidants/witness-state" {
 		t.Errorf("default state file %q", got)
+	}
+}
+
+func TestSecondFactorAndEmailMatchingSettings(t *testing.T) {
+	cfg := config.Default()
+	if !slices.Equal(cfg.AidantsProvider.MFAAMRs, []string{"mfa"}) || !slices.Equal(cfg.FranceConnect.MFAAMRs, []string{"mfa"}) {
+		t.Errorf("default mfa_amrs = %v, %v, want [mfa]", cfg.AidantsProvider.MFAAMRs, cfg.FranceConnect.MFAAMRs)
+	}
+	if !cfg.AidantsProvider.MatchEmailRequiresVerified {
+		t.Error("match_email_requires_verified is not true by default")
+	}
+
+	cfg, err := config.Parse([]byte(`
+[aidants_provider]
+mfa_amrs = ["otp", "hwk", "swk"]
+mfa_acrs = ["https://proconnect.gouv.fr/assurance/consistency-checked-2fa"]
+match_email_requires_verified = false
+[franceconnect]
+acr_values = "eidas2"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.AidantsProvider.MFAAMRs; !slices.Equal(got, []string{"otp", "hwk", "swk"}) || cfg.AidantsProvider.MatchEmailRequiresVerified {
+		t.Errorf("parsed %v, match_email_requires_verified %v", got, cfg.AidantsProvider.MatchEmailRequiresVerified)
+	}
+	if err := cfg.Validate(); err != nil && strings.Contains(err.Error(), "mfa_") {
+		t.Errorf("valid second-factor settings refused: %v", err)
+	}
+
+	// The franceconnect table has no email matching: the key is unknown there.
+	if _, err := config.Parse([]byte("[franceconnect]\nmatch_email_requires_verified = false\n")); err == nil ||
+		!strings.Contains(err.Error(), "franceconnect.match_email_requires_verified") {
+		t.Errorf("match_email_requires_verified in [franceconnect]: %v, want an unknown key", err)
+	}
+}
+
+func TestBadSecondFactorSettingsAreAllReported(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+[aidants_provider]
+require_mfa = true
+mfa_amrs = []
+mfa_acrs = []
+[franceconnect]
+mfa_amrs = ["mfa", "MFA", "2fa"]
+mfa_acrs = ["eidas 2", ""]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate()
+	for _, want := range []string{
+		"aidants_provider.require_mfa: mfa_amrs or mfa_acrs must say what counts as a second factor",
+		`franceconnect.mfa_amrs: "MFA" is not an amr value of RFC 8176`,
+		`franceconnect.mfa_amrs: "2fa" is not an amr value of RFC 8176`,
+		`franceconnect.mfa_acrs: "eidas 2" is not an acr value`,
+		`franceconnect.mfa_acrs: "" is not an acr value`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validate: %v\nwant %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), `"mfa" is not`) {
+		t.Errorf("a registered value was refused: %v", err)
 	}
 }

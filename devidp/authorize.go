@@ -150,11 +150,15 @@ func (p *Provider) pick(w http.ResponseWriter, r *http.Request) error {
 		scopes:      req.scopes,
 		authTime:    now,
 	})
-	p.redirect(w, r, req.redirectURI, http.StatusSeeOther, url.Values{
+	answer := url.Values{
 		"code":  {code},
 		"state": {req.state},
 		"iss":   {p.issuer},
-	})
+	}
+	if f := p.currentTweaks().Response; f != nil {
+		f(answer)
+	}
+	p.redirect(w, r, req.redirectURI, http.StatusSeeOther, answer)
 	return nil
 }
 

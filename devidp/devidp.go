@@ -34,7 +34,7 @@ import (
 type Identity struct {
 	Sub    string         // stable subject
 	Label  string         // what the pick page shows, e.g. "Camille Martin — aidante, double authentification"
-	Claims map[string]any // claims released by scope: each claim name is its own scope
+	Claims map[string]any // claims released by scope: each claim name is its own scope (email_verified comes with email)
 	MFA    bool           // aidants provider: amr gets "mfa"
 }
 
@@ -50,6 +50,31 @@ type Client struct {
 type TokenTweak struct {
 	Claims map[string]any // ID token claims before signing; modify freely
 	Alg    string         // "ES256" (default), "none" (unsigned "header.payload."), or "HS256" (HMAC with the client secret)
+	// Raw, when set, is sent as the token as it is: what no signer makes
+	// (another key under this provider's kid, a JWE, a million dots).
+	Raw string
+}
+
+// Tweaks make the provider misbehave on purpose, for tests of a relying
+// party's defences. The zero Tweaks is a well-behaved provider.
+type Tweaks struct {
+	// IDToken changes the ID token (Options.TweakIDToken).
+	IDToken func(*TokenTweak)
+	// Userinfo changes the userinfo answer: its Claims, and, when it sets
+	// Alg or Raw, a JWT (application/jwt, as FranceConnect v2 answers)
+	// instead of JSON. Alg starts empty; the claims are sent as they are,
+	// so a tweak that signs adds iss and aud itself.
+	Userinfo func(*TokenTweak)
+	// Discovery changes the discovery document served.
+	Discovery func(doc map[string]any)
+	// JWKS replaces the key set served: the provider's set (JSON) in, what
+	// to serve out.
+	JWKS func(set []byte) []byte
+	// Response changes the parameters of the authorization response
+	// (code, state, iss) before the browser is sent back.
+	Response func(q url.Values)
+	// IgnorePKCE redeems codes without checking code_verifier.
+	IgnorePKCE bool
 }
 
 // Kind says which real provider a Provider imitates.
@@ -82,6 +107,9 @@ type Options struct {
 	Now           func() time.Time  // nil = time.Now
 	TweakIDToken  func(*TokenTweak) // nil in normal use; tests set it
 	StylesheetURL string            // optional <link rel=stylesheet> on the pages, e.g. "/static/aidants.css"
+	// ACR is the acr of the ID tokens, whatever acr_values asked: the
+	// provider authenticates one way only. Default "eidas1".
+	ACR string
 }
 
 // Lifetimes of the provider's artefacts.
@@ -103,6 +131,7 @@ type Provider struct {
 	clients       map[string]Client
 	now           func() time.Time
 	stylesheetURL string
+	acr           string
 
 	key    *ecdsa.PrivateKey
 	kid    string
@@ -114,7 +143,7 @@ type Provider struct {
 	handler http.Handler
 
 	tweakMu sync.Mutex
-	tweak   func(*TokenTweak)
+	tweaks  Tweaks
 
 	st store
 }
@@ -138,8 +167,12 @@ func New(opts Options) (*Provider, error) {
 		clients:       make(map[string]Client),
 		now:           opts.Now,
 		stylesheetURL: opts.StylesheetURL,
-		tweak:         opts.TweakIDToken,
+		acr:           opts.ACR,
+		tweaks:        Tweaks{IDToken: opts.TweakIDToken},
 		st:            newStore(),
+	}
+	if p.acr == "" {
+		p.acr = "eidas1"
 	}
 	if p.title == "" {
 		p.title = defaultTitle(opts.Kind)
@@ -174,18 +207,47 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.handler.ServeHTTP(w, r)
 }
 
-// SetTweak replaces Options.TweakIDToken; nil restores normal tokens. It is
-// safe to call while the provider serves requests.
+// SetTweak replaces Options.TweakIDToken (Tweaks.IDToken) and leaves the
+// other tweaks as they are; nil restores normal ID tokens. It is safe to
+// call while the provider serves requests.
 func (p *Provider) SetTweak(f func(*TokenTweak)) {
 	p.tweakMu.Lock()
 	defer p.tweakMu.Unlock()
-	p.tweak = f
+	p.tweaks.IDToken = f
 }
 
-func (p *Provider) currentTweak() func(*TokenTweak) {
+// SetTweaks replaces every tweak; Tweaks{} restores a well-behaved
+// provider. It is safe to call while the provider serves requests.
+func (p *Provider) SetTweaks(t Tweaks) {
 	p.tweakMu.Lock()
 	defer p.tweakMu.Unlock()
-	return p.tweak
+	p.tweaks = t
+}
+
+func (p *Provider) currentTweaks() Tweaks {
+	p.tweakMu.Lock()
+	defer p.tweakMu.Unlock()
+	return p.tweaks
+}
+
+// PublicKey returns the provider's public signing key, as its key set
+// publishes it (with its kid): tests forge tokens that name it.
+func (p *Provider) PublicKey() jose.JSONWebKey {
+	return jose.JSONWebKey{Key: &p.key.PublicKey, KeyID: p.kid, Algorithm: string(jose.ES256), Use: "sig"}
+}
+
+// SignJWT signs claims with the provider's key, as it signs ID tokens:
+// tests make one provider's genuine token arrive where it must not.
+func (p *Provider) SignJWT(claims map[string]any) (string, error) {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("devidp: encode claims: %w", err)
+	}
+	jws, err := p.signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("devidp: sign: %w", err)
+	}
+	return jws.CompactSerialize()
 }
 
 func (p *Provider) routes() http.Handler {

@@ -43,14 +43,22 @@ func (p *Provider) discoveryDocument() ([]byte, error) {
 		known = franceConnectClaims
 	}
 	scoped := slices.Clone(known)
+	var companions []string
 	for _, ident := range p.identities {
 		for name := range ident.Claims {
-			if !reservedClaims[name] && !slices.Contains(scoped, name) {
+			switch {
+			case reservedClaims[name]:
+			case companionClaims[name] != "":
+				if !slices.Contains(companions, name) {
+					companions = append(companions, name)
+				}
+			case !slices.Contains(scoped, name):
 				scoped = append(scoped, name)
 			}
 		}
 	}
 	slices.Sort(scoped)
+	slices.Sort(companions)
 	doc := discoveryDoc{
 		Issuer:                                     p.issuer,
 		AuthorizationEndpoint:                      p.endpoint("/authorize"),
@@ -66,12 +74,12 @@ func (p *Provider) discoveryDocument() ([]byte, error) {
 		CodeChallengeMethodsSupported:              []string{"S256"},
 		TokenEndpointAuthMethodsSupported:          []string{"client_secret_basic", "client_secret_post"},
 		ScopesSupported:                            append([]string{"openid"}, scoped...),
-		ClaimsSupported:                            append(slices.Clone(protocolClaims), scoped...),
+		ClaimsSupported:                            slices.Concat(protocolClaims, scoped, companions),
 		PromptValuesSupported:                      []string{"login", "consent"},
 		AuthorizationResponseIssParameterSupported: true,
 	}
 	if p.kind == KindFranceConnect {
-		doc.ACRValuesSupported = []string{"eidas1"}
+		doc.ACRValuesSupported = []string{p.acr}
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -81,10 +89,30 @@ func (p *Provider) discoveryDocument() ([]byte, error) {
 }
 
 func (p *Provider) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
-	serveJSONBytes(w, p.discovery)
+	f := p.currentTweaks().Discovery
+	if f == nil {
+		serveJSONBytes(w, p.discovery)
+		return
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(p.discovery, &doc); err != nil {
+		http.Error(w, "discovery document", http.StatusInternalServerError)
+		return
+	}
+	f(doc)
+	b, err := json.Marshal(doc)
+	if err != nil {
+		http.Error(w, "discovery document", http.StatusInternalServerError)
+		return
+	}
+	serveJSONBytes(w, b)
 }
 
 func (p *Provider) serveJWKS(w http.ResponseWriter, _ *http.Request) {
+	if f := p.currentTweaks().JWKS; f != nil {
+		serveJSONBytes(w, f(slices.Clone(p.jwks)))
+		return
+	}
 	serveJSONBytes(w, p.jwks)
 }
 

@@ -40,8 +40,11 @@ func AidantIdentities(siret string) []Identity {
 				"given_name": given,
 				"usual_name": usual,
 				"email":      email,
-				"uid":        uid,
-				"siret":      siret,
+				// The provider says it checked the address: the service matches
+				// a pending aidant by email only then.
+				"email_verified": true,
+				"uid":            uid,
+				"siret":          siret,
 			},
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -112,7 +113,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) error {
 		return invalidGrant("code was issued to another client")
 	case c.redirectURI != redirectURI:
 		return invalidGrant("redirect_uri does not match the authorization request")
-	case !pkceMatches(verifier, c.challenge):
+	case !pkceMatches(verifier, c.challenge) && !p.currentTweaks().IgnorePKCE:
 		return invalidGrant("code_verifier does not match code_challenge")
 	}
 	ident, ok := p.identity(c.sub)
@@ -187,13 +188,23 @@ var reservedClaims = map[string]bool{
 	"auth_time": true, "nonce": true, "acr": true, "amr": true, "azp": true, "at_hash": true, "c_hash": true,
 }
 
+// companionClaims are released with another claim's scope, not by a scope
+// of their own (OpenID Connect Core §5.4: the email scope releases email
+// and email_verified).
+var companionClaims = map[string]string{"email_verified": "email"}
+
 // releasedClaims returns the identity's claims allowed by the scopes: as in
 // ProConnect and FranceConnect, each claim name is its own scope.
 func releasedClaims(ident Identity, scopes []string) map[string]any {
 	claims := map[string]any{"sub": ident.Sub}
 	for _, s := range scopes {
-		if v, ok := ident.Claims[s]; ok && !reservedClaims[s] {
+		if v, ok := ident.Claims[s]; ok && !reservedClaims[s] && companionClaims[s] == "" {
 			claims[s] = v
+		}
+	}
+	for name, scope := range companionClaims {
+		if v, ok := ident.Claims[name]; ok && slices.Contains(scopes, scope) {
+			claims[name] = v
 		}
 	}
 	return claims
@@ -207,7 +218,7 @@ func (p *Provider) idTokenClaims(now time.Time, clientID string, ident Identity,
 	claims["exp"] = now.Add(idTokenTTL).Unix()
 	claims["auth_time"] = c.authTime.Unix()
 	claims["nonce"] = c.nonce
-	claims["acr"] = "eidas1"
+	claims["acr"] = p.acr
 	if p.kind == KindAidants {
 		amr := []string{"pwd"}
 		if ident.MFA {
@@ -222,8 +233,17 @@ func (p *Provider) idTokenClaims(now time.Time, clientID string, ident Identity,
 // signs. claims is the caller's own map, so the tweak may modify it freely.
 func (p *Provider) signIDToken(claims map[string]any, clientSecret string) (string, error) {
 	tw := TokenTweak{Claims: claims, Alg: "ES256"}
-	if f := p.currentTweak(); f != nil {
+	if f := p.currentTweaks().IDToken; f != nil {
 		f(&tw)
+	}
+	return p.sign(tw, clientSecret)
+}
+
+// sign serialises a tweaked token: Raw as it is, or the claims signed with
+// the tweak's algorithm.
+func (p *Provider) sign(tw TokenTweak, clientSecret string) (string, error) {
+	if tw.Raw != "" {
+		return tw.Raw, nil
 	}
 	payload, err := json.Marshal(tw.Claims)
 	if err != nil {

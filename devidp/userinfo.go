@@ -1,6 +1,7 @@
 package devidp
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 )
@@ -34,7 +35,24 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return invalidToken("unknown subject")
 	}
-	writeJSON(w, http.StatusOK, releasedClaims(ident, g.scopes))
+	claims := releasedClaims(ident, g.scopes)
+	f := p.currentTweaks().Userinfo
+	if f == nil {
+		writeJSON(w, http.StatusOK, claims)
+		return nil
+	}
+	tw := TokenTweak{Claims: claims}
+	f(&tw)
+	if tw.Alg == "" && tw.Raw == "" {
+		writeJSON(w, http.StatusOK, tw.Claims)
+		return nil
+	}
+	jwt, err := p.sign(tw, p.clients[g.clientID].Secret)
+	if err != nil {
+		return fmt.Errorf("devidp: userinfo: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/jwt")
+	_, _ = w.Write([]byte(jwt))
 	return nil
 }
 

@@ -87,8 +87,17 @@ func UpsertUsager(tx *audit.Tx, e Evidence) (string, error) {
 	u := Usager{Issuer: e.Issuer, Subject: e.Subject, GivenName: e.claim("given_name"), FamilyName: e.claim("family_name"),
 		Birthdate: e.claim("birthdate"), Gender: e.claim("gender"), Birthplace: e.claim("birthplace"),
 		Birthcountry: e.claim("birthcountry"), Email: e.claim("email")}
-	if u.Subject == "" || u.GivenName == "" || u.FamilyName == "" || u.Birthdate == "" {
-		return "", ErrIdentity
+	var missing []string
+	for _, c := range []struct{ name, value string }{
+		{"sub", u.Subject}, {"given_name", u.GivenName}, {"family_name", u.FamilyName}, {"birthdate", u.Birthdate},
+	} {
+		if c.value == "" {
+			missing = append(missing, c.name)
+		}
+	}
+	if len(missing) > 0 {
+		// The names only: the values are the person's.
+		return "", fmt.Errorf("%w: missing %s", ErrIdentity, strings.Join(missing, ", "))
 	}
 	now := store.T(tx.Now())
 	var email any

@@ -31,7 +31,7 @@ var (
 	ErrExpired           = errors.New("mandate: expired")
 	ErrNotRenewable      = errors.New("mandate: can no longer be renewed")
 	ErrReason            = errors.New("mandate: a reason is required")
-	ErrIdentity          = errors.New("mandate: the FranceConnect identity lacks required claims")
+	ErrIdentity          = errors.New("mandate: the FranceConnect identity lacks claims a mandate needs")
 )
 
 // Consent methods.

@@ -460,3 +460,28 @@ func TestNonceCanBeRecomputedFromTheStoredEvidenceAlone(t *testing.T) {
 		t.Fatalf("nonce %q in the evidence, recomputed %q", idt.Nonce, want)
 	}
 }
+
+func TestIncompleteIdentityIsRefusedNamingTheMissingClaims(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db)
+		ctx := context.Background()
+		d, _, err := e.svc.CreateDraft(ctx, e.a, mandate.NewDraft{Demarches: []string{"argent"}, Duration: "1m", Method: mandate.OnSite})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := e.evidence("fc-josephine", d.Nonce())
+		delete(ev.Claims, "birthdate")
+		ev.Claims["family_name"] = "  "
+		before := e.count(`SELECT COUNT(*) FROM audit_events`)
+		_, err = e.svc.Identify(ctx, d.ID, "", ev)
+		if !errors.Is(err, mandate.ErrIdentity) || !strings.HasSuffix(err.Error(), "missing family_name, birthdate") {
+			t.Fatalf("err = %v, want ErrIdentity naming family_name and birthdate", err)
+		}
+		if strings.Contains(err.Error(), "Joséphine") {
+			t.Errorf("the error holds the person's name: %v", err)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM audit_events`); n != before || e.count(`SELECT COUNT(*) FROM usagers`) != 0 {
+			t.Errorf("a refused identity changed something (%d events)", n-before)
+		}
+	})
+}

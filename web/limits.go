@@ -200,12 +200,18 @@ func tokenClientID(r *http.Request) string {
 		return id
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	// The rest stays for the handler, whose reader enforces the bound.
+	r.Body = readCloser{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
 	if err != nil {
 		return ""
 	}
 	form, _ := url.ParseQuery(string(body))
 	return form.Get("client_id")
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
 
 // journalThrottling writes, once per window, one abuse.throttled event per

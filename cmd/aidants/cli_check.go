@@ -56,7 +56,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		for _, p := range []struct {
 			name string
 			c    config.OIDCClient
-		}{{"aidants_provider", cfg.AidantsProvider}, {"franceconnect", cfg.FranceConnect}} {
+		}{{"aidants_provider", cfg.AidantsProvider.OIDCClient}, {"franceconnect", cfg.FranceConnect}} {
 			ok, err := checkProvider(ctx, p.c.Issuer)
 			report(p.name, ok, err)
 		}

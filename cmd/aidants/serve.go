@@ -167,7 +167,7 @@ func wire(ctx context.Context, in *instance, env *envFlags) (http.Handler, http.
 		UsagerAbsolute:      cfg.Session.UsagerAbsoluteTimeout.D(),
 		PostLogoutURL:       public + "/deconnecte",
 		UsagerPostLogoutURL: public + "/mon-espace/deconnecte",
-		AidantsRP:           rpConfig(cfg.AidantsProvider, public+"/connexion/aidant/retour"),
+		AidantsRP:           aidantsRPConfig(cfg.AidantsProvider, public+"/connexion/aidant/retour"),
 		FranceConnect:       rpConfig(cfg.FranceConnect, public+"/franceconnect/retour"),
 		Logger:              in.logger,
 	}, in.log, in.dir)
@@ -216,6 +216,12 @@ func wire(ctx context.Context, in *instance, env *envFlags) (http.Handler, http.
 func rpConfig(c config.OIDCClient, redirect string) auth.ProviderConfig {
 	return auth.ProviderConfig{
 		Issuer: c.Issuer, ClientID: c.ClientID, ClientSecret: c.ClientSecret, Scopes: c.Scopes,
-		ACRValues: c.ACRValues, RedirectURL: redirect, RequireMFA: c.RequireMFA, MFAACRs: c.MFAACRs,
+		ACRValues: c.ACRValues, RedirectURL: redirect, RequireMFA: c.RequireMFA, MFAAMRs: c.MFAAMRs, MFAACRs: c.MFAACRs,
 	}
+}
+
+func aidantsRPConfig(c config.AidantsProvider, redirect string) auth.ProviderConfig {
+	p := rpConfig(c.OIDCClient, redirect)
+	p.MatchEmailRequiresVerified = c.MatchEmailRequiresVerified
+	return p
 }

@@ -40,6 +40,7 @@ import (
 	"sync"
 	"time"
 
+	"aidants/internal/toolinstall"
 	"aidants/store/storetest"
 )
 
@@ -302,86 +303,21 @@ func verifierKey(log string) string {
 //
 //	GOBIN="${XDG_CACHE_HOME:-$HOME/.cache}/aidants-test/torchwood-v0.6.1/bin" \
 //		go install filippo.io/torchwood/cmd/litewitness@v0.6.1 filippo.io/torchwood/cmd/witnessctl@v0.6.1
-func BinDir() (string, error) {
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(cache, "aidants-test", "torchwood-"+Version, "bin"), nil
-}
+func BinDir() (string, error) { return tool.Dir() }
 
-var (
-	installMu   sync.Mutex
-	installDone bool
-	installErr  error
-)
+// tool is litewitness and witnessctl, installed once per machine by
+// internal/toolinstall.
+var tool = toolinstall.Tool{Name: "torchwood-" + Version, Packages: packages, Binaries: []string{"litewitness", "witnessctl"}}
 
 // install returns the paths of litewitness and witnessctl, installing them
-// into BinDir the first time. Test binaries running at once take turns on a
-// lock file, and each install goes to a private directory before the
-// binaries are renamed into place, which is atomic: no test ever runs a
-// half-written binary.
+// into BinDir the first time.
 func install(t TB) (litewitness, witnessctl string) {
 	t.Helper()
-	installMu.Lock()
-	defer installMu.Unlock()
-	dir, err := BinDir()
+	paths, err := tool.Install(t.Logf, installTimeout)
 	if err != nil {
-		skipOrFail(t, "no user cache directory for the torchwood binaries: %v", err)
+		skipOrFail(t, "cannot install litewitness %s: %v", Version, err)
 	}
-	litewitness, witnessctl = filepath.Join(dir, "litewitness"), filepath.Join(dir, "witnessctl")
-	if !installDone && !(isExecutable(litewitness) && isExecutable(witnessctl)) {
-		installErr = goInstall(t, dir)
-	}
-	installDone = true
-	if installErr != nil {
-		skipOrFail(t, "cannot install litewitness %s: %v", Version, installErr)
-	}
-	return litewitness, witnessctl
-}
-
-func goInstall(t TB, dir string) error {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		return fmt.Errorf("go is not on PATH: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	unlock, err := lockFile(filepath.Join(filepath.Dir(dir), "install.lock"), installTimeout)
-	if err != nil {
-		return fmt.Errorf("lock the install: %w", err)
-	}
-	defer unlock()
-	if isExecutable(filepath.Join(dir, "litewitness")) && isExecutable(filepath.Join(dir, "witnessctl")) {
-		return nil // another test binary installed them while we waited
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), "install-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool, append([]string{"install"}, packages...)...)
-	cmd.Dir = tmp // outside any module: pkg@version ignores ours anyway
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOWORK=off")
-	start := time.Now()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go install %s: %w\n%s", strings.Join(packages, " "), err, out)
-	}
-	t.Logf("litewitnesstest: installed litewitness and witnessctl %s into %s in %v", Version, dir, time.Since(start).Round(time.Millisecond))
-	for _, name := range []string{"litewitness", "witnessctl"} {
-		if err := os.Rename(filepath.Join(tmp, name), filepath.Join(dir, name)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func isExecutable(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+	return paths[0], paths[1]
 }
 
 // startAgent starts a dedicated ssh-agent and returns its socket. The
