@@ -40,49 +40,35 @@ import (
 	"sync"
 	"time"
 
-	"aidants/store/storetest"
+	"aidants/internal/testtool"
 )
 
 // Version is the torchwood release whose litewitness and witnessctl the
 // tests run.
 const Version = "v0.6.1"
 
-// Time bounds. A cold install compiles a pure-Go SQLite; the rest are local
-// processes that answer in milliseconds.
+// Time bounds: local processes that answer in milliseconds. (A cold
+// install compiles a pure-Go SQLite: testtool.InstallTimeout.)
 const (
-	installTimeout = 10 * time.Minute
 	commandTimeout = 30 * time.Second
 	startTimeout   = 20 * time.Second
-	stopTimeout    = 5 * time.Second
 )
 
-var packages = []string{
-	"filippo.io/torchwood/cmd/litewitness@" + Version,
-	"filippo.io/torchwood/cmd/witnessctl@" + Version,
+var torchwood = testtool.GoTool{
+	Name: "litewitness and witnessctl " + Version,
+	Dir:  "torchwood-" + Version,
+	Packages: []string{
+		"filippo.io/torchwood/cmd/litewitness@" + Version,
+		"filippo.io/torchwood/cmd/witnessctl@" + Version,
+	},
+	Binaries: []string{"litewitness", "witnessctl"},
 }
 
 // TB is what the helpers need of a test: a testing.TB has it, and so can a
 // program such as the benchmark command.
-type TB interface {
-	Helper()
-	Fatalf(format string, args ...any)
-	Logf(format string, args ...any)
-	Skipf(format string, args ...any)
-	Cleanup(func())
-	TempDir() string
-	Failed() bool
-}
+type TB = testtool.TB
 
-// skipOrFail skips loudly, or fails when every external tool is required
-// (AIDANTS_TEST_REQUIRE_ALL=1, as in CI).
-func skipOrFail(t TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if storetest.RequireAll() {
-		t.Fatalf("AIDANTS_TEST_REQUIRE_ALL=1 but %s", msg)
-	}
-	t.Skipf("SKIPPED (install it to run this test): %s", msg)
-}
+var skipOrFail = testtool.SkipOrFail
 
 // Witness is a running litewitness.
 type Witness struct {
@@ -96,7 +82,7 @@ type Witness struct {
 	fingerprint             string // SHA256:… of the witness key
 
 	mu   sync.Mutex
-	proc *process
+	proc *testtool.Process
 }
 
 // Start runs a litewitness named name that knows the given logs (origin →
@@ -183,7 +169,7 @@ func (w *Witness) Stop() {
 	w.proc = nil
 	w.mu.Unlock()
 	if p != nil {
-		p.stop()
+		p.Stop()
 	}
 }
 
@@ -211,12 +197,12 @@ func (w *Witness) start(t TB, port int) {
 	for attempt := 0; attempt < 3; attempt++ {
 		if port == 0 || attempt > 0 {
 			var err error
-			if port, err = freePort(); err != nil {
+			if port, err = testtool.FreePort(); err != nil {
 				t.Fatalf("litewitnesstest: %v", err)
 			}
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		p, err := startProcess(w.litewitness,
+		p, err := testtool.Start(w.litewitness,
 			"-db", w.DBPath, "-name", w.Name, "-key", w.fingerprint,
 			"-ssh-agent", w.agentSock, "-listen", addr)
 		if err != nil {
@@ -224,8 +210,8 @@ func (w *Witness) start(t TB, port int) {
 		}
 		vkey, err := waitReady(p, "http://"+addr+"/")
 		if err != nil {
-			p.stop()
-			errs = append(errs, fmt.Errorf("on %s: %w\n%s", addr, err, p.out.String()))
+			p.Stop()
+			errs = append(errs, fmt.Errorf("on %s: %w\n%s", addr, err, p.Output()))
 			continue
 		}
 		w.mu.Lock()
@@ -242,21 +228,21 @@ func (w *Witness) output() string {
 	if w.proc == nil {
 		return "(stopped)"
 	}
-	return w.proc.out.String()
+	return w.proc.Output()
 }
 
 // waitReady waits until litewitness has printed its verifier key and answers
 // GET / with 200, and returns the key.
-func waitReady(p *process, index string) (string, error) {
+func waitReady(p *testtool.Process, index string) (string, error) {
 	hc := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
 		select {
-		case <-p.done:
-			return "", fmt.Errorf("litewitness exited: %v", p.err)
+		case <-p.Done():
+			return "", fmt.Errorf("litewitness exited: %v", p.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
-		vkey := verifierKey(p.out.String())
+		vkey := verifierKey(p.Output())
 		if vkey == "" {
 			continue
 		}
@@ -302,86 +288,14 @@ func verifierKey(log string) string {
 //
 //	GOBIN="${XDG_CACHE_HOME:-$HOME/.cache}/aidants-test/torchwood-v0.6.1/bin" \
 //		go install filippo.io/torchwood/cmd/litewitness@v0.6.1 filippo.io/torchwood/cmd/witnessctl@v0.6.1
-func BinDir() (string, error) {
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(cache, "aidants-test", "torchwood-"+Version, "bin"), nil
-}
-
-var (
-	installMu   sync.Mutex
-	installDone bool
-	installErr  error
-)
+func BinDir() (string, error) { return torchwood.BinDir() }
 
 // install returns the paths of litewitness and witnessctl, installing them
-// into BinDir the first time. Test binaries running at once take turns on a
-// lock file, and each install goes to a private directory before the
-// binaries are renamed into place, which is atomic: no test ever runs a
-// half-written binary.
+// into BinDir the first time (see testtool.GoTool.Install).
 func install(t TB) (litewitness, witnessctl string) {
 	t.Helper()
-	installMu.Lock()
-	defer installMu.Unlock()
-	dir, err := BinDir()
-	if err != nil {
-		skipOrFail(t, "no user cache directory for the torchwood binaries: %v", err)
-	}
-	litewitness, witnessctl = filepath.Join(dir, "litewitness"), filepath.Join(dir, "witnessctl")
-	if !installDone && !(isExecutable(litewitness) && isExecutable(witnessctl)) {
-		installErr = goInstall(t, dir)
-	}
-	installDone = true
-	if installErr != nil {
-		skipOrFail(t, "cannot install litewitness %s: %v", Version, installErr)
-	}
-	return litewitness, witnessctl
-}
-
-func goInstall(t TB, dir string) error {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		return fmt.Errorf("go is not on PATH: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	unlock, err := lockFile(filepath.Join(filepath.Dir(dir), "install.lock"), installTimeout)
-	if err != nil {
-		return fmt.Errorf("lock the install: %w", err)
-	}
-	defer unlock()
-	if isExecutable(filepath.Join(dir, "litewitness")) && isExecutable(filepath.Join(dir, "witnessctl")) {
-		return nil // another test binary installed them while we waited
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), "install-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool, append([]string{"install"}, packages...)...)
-	cmd.Dir = tmp // outside any module: pkg@version ignores ours anyway
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOWORK=off")
-	start := time.Now()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go install %s: %w\n%s", strings.Join(packages, " "), err, out)
-	}
-	t.Logf("litewitnesstest: installed litewitness and witnessctl %s into %s in %v", Version, dir, time.Since(start).Round(time.Millisecond))
-	for _, name := range []string{"litewitness", "witnessctl"} {
-		if err := os.Rename(filepath.Join(tmp, name), filepath.Join(dir, name)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func isExecutable(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+	paths := torchwood.Install(t)
+	return paths[0], paths[1]
 }
 
 // startAgent starts a dedicated ssh-agent and returns its socket. The
@@ -395,19 +309,19 @@ func startAgent(t TB) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	sock := filepath.Join(sockDir, "agent.sock")
-	p, err := startProcess("ssh-agent", "-D", "-a", sock)
+	p, err := testtool.Start("ssh-agent", "-D", "-a", sock)
 	if err != nil {
 		skipOrFail(t, "cannot start ssh-agent: %v", err)
 	}
-	t.Cleanup(p.stop)
+	t.Cleanup(p.Stop)
 	deadline := time.Now().Add(startTimeout)
 	for {
 		if _, err := os.Stat(sock); err == nil {
 			return sock
 		}
 		select {
-		case <-p.done:
-			t.Fatalf("litewitnesstest: ssh-agent exited: %v\n%s", p.err, p.out.String())
+		case <-p.Done():
+			t.Fatalf("litewitnesstest: ssh-agent exited: %v\n%s", p.Err(), p.Output())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -450,72 +364,4 @@ func run(t TB, env []string, name string, args ...string) []byte {
 		t.Fatalf("litewitnesstest: %s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, stderr.Bytes())
 	}
 	return out
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// process is a background command whose combined output is kept.
-type process struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, once done is closed
-}
-
-func startProcess(name string, args ...string) (*process, error) {
-	p := &process{out: new(syncBuffer), done: make(chan struct{})}
-	p.cmd = exec.Command(name, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.SysProcAttr = sysProcAttr()
-	if err := p.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// stop interrupts the process, kills it if it is still there after
-// stopTimeout, and waits for it.
-func (p *process) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(stopTimeout):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process to write while a test
-// reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

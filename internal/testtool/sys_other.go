@@ -1,6 +1,6 @@
 //go:build !linux
 
-package litewitnesstest
+package testtool
 
 import (
 	"syscall"

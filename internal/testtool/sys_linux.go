@@ -1,4 +1,4 @@
-package litewitnesstest
+package testtool
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// sysProcAttr makes the kernel kill litewitness and ssh-agent if the test
+// sysProcAttr makes the kernel kill the tools if the test
 // binary dies without running its cleanups (a panic, a -timeout).
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
