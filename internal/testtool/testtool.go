@@ -190,16 +190,13 @@ type Process struct {
 
 // Start starts name with args in the background.
 func Start(name string, args ...string) (*Process, error) {
-	return StartEnv(nil, name, args...)
+	return StartCmd(exec.Command(name, args...))
 }
 
-// StartEnv is Start with env added to the test's environment.
-func StartEnv(env []string, name string, args ...string) (*Process, error) {
-	p := &Process{out: new(SyncBuffer), done: make(chan struct{})}
-	p.cmd = exec.Command(name, args...)
-	if env != nil {
-		p.cmd.Env = append(os.Environ(), env...)
-	}
+// StartCmd starts a prepared command in the background; its output goes
+// to the Process.
+func StartCmd(cmd *exec.Cmd) (*Process, error) {
+	p := &Process{cmd: cmd, out: new(SyncBuffer), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = sysProcAttr()
 	if err := p.cmd.Start(); err != nil {
