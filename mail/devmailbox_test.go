@@ -13,6 +13,7 @@ import (
 
 	"aidants/config"
 	"aidants/mail"
+	"aidants/mail/mailpittest"
 	"aidants/store"
 	"aidants/store/storetest"
 )
@@ -134,5 +135,43 @@ func TestFromConfigFollowsTheMailTable(t *testing.T) {
 	}
 	if _, err := mail.FromConfig(e.log, config.Mail{}, false, quiet); !errors.Is(err, mail.ErrOff) {
 		t.Fatalf("no relay outside development: %v, want ErrOff", err)
+	}
+}
+
+// TestConfiguredRelayDelivers goes from a configuration file and the
+// environment to a message at the relay: the [mail] table validates, the
+// relay URL with its password comes from AIDANTS_SMTP_URL, the CA file is
+// trusted, and the message goes over TLS, authenticated, from the
+// configured sender.
+func TestConfiguredRelayDelivers(t *testing.T) {
+	mp := mailpittest.Start(t, mailpittest.Options{TLS: mailpittest.ImplicitTLS, Auth: true})
+	cfg, err := config.Parse([]byte("[mail]\nfrom = \"Aidants Lyon <ne-pas-repondre@lyon.aidants.test>\"\nca_file = \"" + mp.CAFile + "\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ApplyEnv(func(k string) (string, bool) {
+		if k == "AIDANTS_SMTP_URL" {
+			return "smtps://relais:Secr3t@" + mp.SMTPAddr, true
+		}
+		return "", false
+	})
+	if err := cfg.Validate(); err != nil && strings.Contains(err.Error(), "mail.") {
+		t.Fatalf("the [mail] table does not validate: %v", err)
+	}
+	e := newEnv(t, storetest.Open(t, store.SQLite))
+	m, err := mail.FromConfig(e.log, cfg.Mail, false, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(m.Relay, "Secr3t") {
+		t.Fatalf("the relay's description shows the password: %s", m.Relay)
+	}
+	e.outbox = m.Outbox
+	e.queue(t, plain("dominique@exemple.fr", "Une démarche a été faite pour vous"))
+	deliver(t, m.Sender, mail.Round{Claimed: 1, Sent: 1})
+	got := mp.WaitMessages(t, 1, 5*time.Second)
+	if got[0].From.Address != "ne-pas-repondre@lyon.aidants.test" || got[0].From.Name != "Aidants Lyon" || got[0].Username != "relais" ||
+		!strings.HasSuffix(got[0].MessageID, "@lyon.aidants.test") {
+		t.Fatalf("relay got %+v", got[0])
 	}
 }
