@@ -9,13 +9,16 @@ package config
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
+	"net/mail"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +37,7 @@ type Config struct {
 	Mandate         Mandate         `toml:"mandate"`
 	Provider        Provider        `toml:"provider"`
 	Limits          Limits          `toml:"limits"`
+	Mail            Mail            `toml:"mail"`
 	Log             Log             `toml:"log"`
 
 	// Dev is set by `--dev`, never by the file: development identity
@@ -258,6 +262,24 @@ type Limits struct {
 	AuditorAPI int `toml:"auditor_api"`
 }
 
+// Mail configures outgoing email: what people and aidants are told
+// (SPEC §5.6).
+type Mail struct {
+	// SMTPURL is the relay, with its credentials:
+	// smtps://user:password@host:465 (TLS from the first byte) or
+	// smtp://user:password@host:587 (STARTTLS, required except on
+	// loopback). Empty: development mode keeps messages in its own
+	// mailbox (/dev/courriels); elsewhere no message is sent.
+	// Environment: AIDANTS_SMTP_URL.
+	SMTPURL string `toml:"smtp_url"`
+	// From is the sender of every message, "Aidants <ne-pas-repondre@…>".
+	// Required with an SMTP URL outside development mode.
+	From string `toml:"from"`
+	// CAFile, when set, is a PEM file of the authorities the relay's
+	// certificate must chain to, instead of the system's.
+	CAFile string `toml:"ca_file"`
+}
+
 // Log configures the application log.
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn, error
@@ -369,6 +391,7 @@ var Env = map[string]string{
 	"AIDANTS_KEYS_SECRET":                    "keys.encryption_secret",
 	"AIDANTS_PAIRWISE_SECRET":                "provider.pairwise_secret",
 	"AIDANTS_METRICS_TOKEN":                  "server.metrics_token",
+	"AIDANTS_SMTP_URL":                       "mail.smtp_url",
 }
 
 // ApplyEnv replaces secrets by the environment variables that are set.
@@ -386,6 +409,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) {
 	set(&c.Keys.EncryptionSecret, "AIDANTS_KEYS_SECRET")
 	set(&c.Provider.PairwiseSecret, "AIDANTS_PAIRWISE_SECRET")
 	set(&c.Server.MetricsToken, "AIDANTS_METRICS_TOKEN")
+	set(&c.Mail.SMTPURL, "AIDANTS_SMTP_URL")
 }
 
 // Validate reports every problem of the configuration at once.
@@ -536,6 +560,7 @@ func (c *Config) Validate() error {
 			seen[parts[0]] = true
 		}
 	}
+	errs = append(errs, c.Mail.check(c.Dev)...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -547,6 +572,46 @@ func (c *Config) Validate() error {
 		bad("log.format %q must be text or json", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+// check reports the problems of the [mail] table. The SMTP URL holds a
+// password: no message repeats it, nor the parser's error that quotes it.
+func (m Mail) check(dev bool) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if m.SMTPURL != "" {
+		const form = "smtps://user:password@host:465 or smtp://user:password@host:587"
+		u, err := url.Parse(m.SMTPURL)
+		switch {
+		case err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Opaque != "":
+			bad("mail.smtp_url must be %s (its value is not repeated here: it holds a password)", form)
+		case u.Hostname() == "":
+			bad("mail.smtp_url has no host (expected %s)", form)
+		case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+			bad("mail.smtp_url must not have a path, query or fragment (expected %s)", form)
+		case u.Port() != "":
+			if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
+				bad("mail.smtp_url has an invalid port")
+			}
+		}
+		if m.From == "" && !dev {
+			bad("mail.from is required with mail.smtp_url (for example \"Aidants <ne-pas-repondre@aidants.example.fr>\")")
+		}
+	}
+	if m.From != "" {
+		if a, err := mail.ParseAddress(m.From); err != nil || !strings.Contains(a.Address, "@") || strings.ContainsAny(m.From, "\r\n") {
+			bad("mail.from %q is not an email address (for example \"Aidants <ne-pas-repondre@aidants.example.fr>\")", m.From)
+		}
+	}
+	if m.CAFile != "" {
+		pem, err := os.ReadFile(m.CAFile)
+		if err != nil {
+			bad("mail.ca_file: %v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			bad("mail.ca_file %s holds no PEM certificate", m.CAFile)
+		}
+	}
+	return errs
 }
 
 // SecureCookies tells whether cookies must carry the Secure attribute:

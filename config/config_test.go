@@ -273,3 +273,66 @@ mfa_acrs = ["eidas 2", ""]
 		t.Errorf("a registered value was refused: %v", err)
 	}
 }
+
+func TestMailSettingsAreCheckedWithoutShowingThePassword(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := dir + "/ca.txt"
+	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
+	for _, c := range []struct {
+		name string
+		mail config.Mail
+		dev  bool
+		want []string // every problem reported, "" for none
+	}{
+		{"good smtps", config.Mail{SMTPURL: "smtps://u:Secr3t@smtp.example.fr:465", From: "Aidants <ne-pas-repondre@aidants.example.fr>"}, false, nil},
+		{"good smtp on loopback, no credentials", config.Mail{SMTPURL: "smtp://127.0.0.1:1025", From: "ne-pas-repondre@aidants.example.fr"}, false, nil},
+		{"development needs no sender", config.Mail{SMTPURL: "smtp://127.0.0.1:1025"}, true, nil},
+		{"wrong scheme", config.Mail{SMTPURL: "https://u:Secr3t@smtp.example.fr", From: "a@b.fr"}, false, []string{"mail.smtp_url must be smtps://"}},
+		{"unparsable", config.Mail{SMTPURL: "smtp://u:Secr3t@smtp example.fr:%zz", From: "a@b.fr"}, false, []string{"mail.smtp_url must be smtps://"}},
+		{"no host", config.Mail{SMTPURL: "smtps://u:Secr3t@:465", From: "a@b.fr"}, false, []string{"mail.smtp_url has no host"}},
+		{"a path", config.Mail{SMTPURL: "smtps://u:Secr3t@smtp.example.fr/x?y=1", From: "a@b.fr"}, false, []string{"must not have a path"}},
+		{"bad port", config.Mail{SMTPURL: "smtps://u:Secr3t@smtp.example.fr:99999", From: "a@b.fr"}, false, []string{"invalid port"}},
+		{"every problem at once", config.Mail{SMTPURL: "smtps://u:Secr3t@smtp.example.fr:465", CAFile: notPEM}, false,
+			[]string{"mail.from is required with mail.smtp_url", "holds no PEM certificate"}},
+		{"bad sender", config.Mail{SMTPURL: "smtps://u:Secr3t@smtp.example.fr", From: "Aidants", CAFile: dir + "/missing.pem"}, false,
+			[]string{`mail.from "Aidants" is not an email address`, "mail.ca_file:"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Dev = c.dev
+			cfg.Mail = c.mail
+			err := cfg.Validate()
+			msg := ""
+			if err != nil {
+				msg = err.Error()
+			}
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("validate does not report %q:\n%s", w, msg)
+				}
+			}
+			if c.want == nil && strings.Contains(msg, "mail.") {
+				t.Errorf("a good [mail] table is refused:\n%s", msg)
+			}
+			if strings.Contains(msg, "Secr3t") {
+				t.Errorf("an error shows the SMTP password:\n%s", msg)
+			}
+		})
+	}
+}
+
+func TestSMTPURLComesFromTheEnvironment(t *testing.T) {
+	cfg, err := config.Parse([]byte("[mail]\nsmtp_url = \"smtp://127.0.0.1:25\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ApplyEnv(func(k string) (string, bool) {
+		if k == "AIDANTS_SMTP_URL" {
+			return "smtps://u:p@smtp.example.fr:465", true
+		}
+		return "", false
+	})
+	if cfg.Mail.SMTPURL != "smtps://u:p@smtp.example.fr:465" {
+		t.Fatalf("mail.smtp_url = %q, want the environment's", cfg.Mail.SMTPURL)
+	}
+}

@@ -154,7 +154,11 @@ func openSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 		return db, nil
 	}
 	db.stop, db.stopped = make(chan struct{}), make(chan struct{})
-	ck, err := sql.Open("sqlite3", base)
+	// The checkpointer waits at most 2 s for readers: a TRUNCATE holds
+	// the writer's lock while it waits, and the writer gives up after 5 s
+	// (audit's begin). A checkpoint that cannot finish is tried again at
+	// the next tick.
+	ck, err := sql.Open("sqlite3", strings.Replace(base, "_busy_timeout=15000", "_busy_timeout=2000", 1))
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -15,8 +15,7 @@ import (
 	"time"
 
 	"aidants/audit"
-	"aidants/internal/toolinstall"
-	"aidants/store/storetest"
+	"aidants/internal/testtool"
 )
 
 // zitadelVersion is the zitadel/oidc release whose example OpenID provider
@@ -27,8 +26,9 @@ const zitadelVersion = "v3.51.17"
 
 // zitadelTool is its server, installed once per machine (CI installs it
 // beforehand, .ci/run).
-var zitadelTool = toolinstall.Tool{
-	Name:     "zitadel-oidc-" + zitadelVersion,
+var zitadelTool = testtool.GoTool{
+	Name:     "the zitadel example OpenID provider " + zitadelVersion,
+	Dir:      "zitadel-oidc-" + zitadelVersion,
 	Packages: []string{"github.com/zitadel/oidc/v3/example/server@" + zitadelVersion},
 	Binaries: []string{"server"},
 }
@@ -51,10 +51,7 @@ type zitadelUser struct {
 // redirects, and returns its issuer.
 func startZitadel(t *testing.T, redirects []string, users ...zitadelUser) string {
 	t.Helper()
-	paths, err := zitadelTool.Install(t.Logf, 10*time.Minute)
-	if err != nil {
-		storetest.SkipOrFail(t, "cannot install the zitadel example OpenID provider %s: %v", zitadelVersion, err)
-	}
+	paths := zitadelTool.Install(t)
 	byID := map[string]zitadelUser{}
 	for _, u := range users {
 		byID[u.ID] = u
@@ -67,18 +64,14 @@ func startZitadel(t *testing.T, redirects []string, users ...zitadelUser) string
 	_, port, _ := net.SplitHostPort(freeAddr(t))
 	cmd := exec.Command(paths[0])
 	cmd.Env = append(os.Environ(), "PORT="+port, "USERS_FILE="+usersFile, "REDIRECT_URI="+strings.Join(redirects, ","))
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		storetest.SkipOrFail(t, "cannot start the zitadel example OpenID provider: %v", err)
+	p, err := testtool.StartCmd(cmd)
+	if err != nil {
+		testtool.SkipOrFail(t, "cannot start the zitadel example OpenID provider: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
+		p.Kill()
 		if t.Failed() {
-			t.Logf("zitadel example provider output:\n%s", out)
+			t.Logf("zitadel example provider output:\n%s", p.Output())
 		}
 	})
 	issuer := "http://localhost:" + port + "/"
@@ -92,12 +85,12 @@ func startZitadel(t *testing.T, redirects []string, users ...zitadelUser) string
 			}
 		}
 		select {
-		case err := <-done:
-			t.Fatalf("the zitadel example provider exited: %v\n%s", err, out)
+		case <-p.Done():
+			t.Fatalf("the zitadel example provider exited: %v\n%s", p.Err(), p.Output())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the zitadel example provider did not answer within 20s:\n%s", out)
+			t.Fatalf("the zitadel example provider did not answer within 20s:\n%s", p.Output())
 		}
 	}
 }

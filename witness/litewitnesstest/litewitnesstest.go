@@ -40,50 +40,35 @@ import (
 	"sync"
 	"time"
 
-	"aidants/internal/toolinstall"
-	"aidants/store/storetest"
+	"aidants/internal/testtool"
 )
 
 // Version is the torchwood release whose litewitness and witnessctl the
 // tests run.
 const Version = "v0.6.1"
 
-// Time bounds. A cold install compiles a pure-Go SQLite; the rest are local
-// processes that answer in milliseconds.
+// Time bounds: local processes that answer in milliseconds. (A cold
+// install compiles a pure-Go SQLite: testtool.InstallTimeout.)
 const (
-	installTimeout = 10 * time.Minute
 	commandTimeout = 30 * time.Second
 	startTimeout   = 20 * time.Second
-	stopTimeout    = 5 * time.Second
 )
 
-var packages = []string{
-	"filippo.io/torchwood/cmd/litewitness@" + Version,
-	"filippo.io/torchwood/cmd/witnessctl@" + Version,
+var torchwood = testtool.GoTool{
+	Name: "litewitness and witnessctl " + Version,
+	Dir:  "torchwood-" + Version,
+	Packages: []string{
+		"filippo.io/torchwood/cmd/litewitness@" + Version,
+		"filippo.io/torchwood/cmd/witnessctl@" + Version,
+	},
+	Binaries: []string{"litewitness", "witnessctl"},
 }
 
 // TB is what the helpers need of a test: a testing.TB has it, and so can a
 // program such as the benchmark command.
-type TB interface {
-	Helper()
-	Fatalf(format string, args ...any)
-	Logf(format string, args ...any)
-	Skipf(format string, args ...any)
-	Cleanup(func())
-	TempDir() string
-	Failed() bool
-}
+type TB = testtool.TB
 
-// skipOrFail skips loudly, or fails when every external tool is required
-// (AIDANTS_TEST_REQUIRE_ALL=1, as in CI).
-func skipOrFail(t TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if storetest.RequireAll() {
-		t.Fatalf("AIDANTS_TEST_REQUIRE_ALL=1 but %s", msg)
-	}
-	t.Skipf("SKIPPED (install it to run this test): %s", msg)
-}
+var skipOrFail = testtool.SkipOrFail
 
 // Witness is a running litewitness.
 type Witness struct {
@@ -97,7 +82,7 @@ type Witness struct {
 	fingerprint             string // SHA256:… of the witness key
 
 	mu   sync.Mutex
-	proc *process
+	proc *testtool.Process
 }
 
 // Start runs a litewitness named name that knows the given logs (origin →
@@ -184,7 +169,7 @@ func (w *Witness) Stop() {
 	w.proc = nil
 	w.mu.Unlock()
 	if p != nil {
-		p.stop()
+		p.Stop()
 	}
 }
 
@@ -212,12 +197,12 @@ func (w *Witness) start(t TB, port int) {
 	for attempt := 0; attempt < 3; attempt++ {
 		if port == 0 || attempt > 0 {
 			var err error
-			if port, err = freePort(); err != nil {
+			if port, err = testtool.FreePort(); err != nil {
 				t.Fatalf("litewitnesstest: %v", err)
 			}
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		p, err := startProcess(w.litewitness,
+		p, err := testtool.Start(w.litewitness,
 			"-db", w.DBPath, "-name", w.Name, "-key", w.fingerprint,
 			"-ssh-agent", w.agentSock, "-listen", addr)
 		if err != nil {
@@ -225,8 +210,8 @@ func (w *Witness) start(t TB, port int) {
 		}
 		vkey, err := waitReady(p, "http://"+addr+"/")
 		if err != nil {
-			p.stop()
-			errs = append(errs, fmt.Errorf("on %s: %w\n%s", addr, err, p.out.String()))
+			p.Stop()
+			errs = append(errs, fmt.Errorf("on %s: %w\n%s", addr, err, p.Output()))
 			continue
 		}
 		w.mu.Lock()
@@ -243,21 +228,21 @@ func (w *Witness) output() string {
 	if w.proc == nil {
 		return "(stopped)"
 	}
-	return w.proc.out.String()
+	return w.proc.Output()
 }
 
 // waitReady waits until litewitness has printed its verifier key and answers
 // GET / with 200, and returns the key.
-func waitReady(p *process, index string) (string, error) {
+func waitReady(p *testtool.Process, index string) (string, error) {
 	hc := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
 		select {
-		case <-p.done:
-			return "", fmt.Errorf("litewitness exited: %v", p.err)
+		case <-p.Done():
+			return "", fmt.Errorf("litewitness exited: %v", p.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
-		vkey := verifierKey(p.out.String())
+		vkey := verifierKey(p.Output())
 		if vkey == "" {
 			continue
 		}
@@ -303,20 +288,13 @@ func verifierKey(log string) string {
 //
 //	GOBIN="${XDG_CACHE_HOME:-$HOME/.cache}/aidants-test/torchwood-v0.6.1/bin" \
 //		go install filippo.io/torchwood/cmd/litewitness@v0.6.1 filippo.io/torchwood/cmd/witnessctl@v0.6.1
-func BinDir() (string, error) { return tool.Dir() }
-
-// tool is litewitness and witnessctl, installed once per machine by
-// internal/toolinstall.
-var tool = toolinstall.Tool{Name: "torchwood-" + Version, Packages: packages, Binaries: []string{"litewitness", "witnessctl"}}
+func BinDir() (string, error) { return torchwood.BinDir() }
 
 // install returns the paths of litewitness and witnessctl, installing them
-// into BinDir the first time.
+// into BinDir the first time (see testtool.GoTool.Install).
 func install(t TB) (litewitness, witnessctl string) {
 	t.Helper()
-	paths, err := tool.Install(t.Logf, installTimeout)
-	if err != nil {
-		skipOrFail(t, "cannot install litewitness %s: %v", Version, err)
-	}
+	paths := torchwood.Install(t)
 	return paths[0], paths[1]
 }
 
@@ -331,19 +309,19 @@ func startAgent(t TB) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	sock := filepath.Join(sockDir, "agent.sock")
-	p, err := startProcess("ssh-agent", "-D", "-a", sock)
+	p, err := testtool.Start("ssh-agent", "-D", "-a", sock)
 	if err != nil {
 		skipOrFail(t, "cannot start ssh-agent: %v", err)
 	}
-	t.Cleanup(p.stop)
+	t.Cleanup(p.Stop)
 	deadline := time.Now().Add(startTimeout)
 	for {
 		if _, err := os.Stat(sock); err == nil {
 			return sock
 		}
 		select {
-		case <-p.done:
-			t.Fatalf("litewitnesstest: ssh-agent exited: %v\n%s", p.err, p.out.String())
+		case <-p.Done():
+			t.Fatalf("litewitnesstest: ssh-agent exited: %v\n%s", p.Err(), p.Output())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -386,72 +364,4 @@ func run(t TB, env []string, name string, args ...string) []byte {
 		t.Fatalf("litewitnesstest: %s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, stderr.Bytes())
 	}
 	return out
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// process is a background command whose combined output is kept.
-type process struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, once done is closed
-}
-
-func startProcess(name string, args ...string) (*process, error) {
-	p := &process{out: new(syncBuffer), done: make(chan struct{})}
-	p.cmd = exec.Command(name, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.SysProcAttr = sysProcAttr()
-	if err := p.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// stop interrupts the process, kills it if it is still there after
-// stopTimeout, and waits for it.
-func (p *process) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(stopTimeout):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process to write while a test
-// reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,4 +1,4 @@
-package toolinstall
+package testtool
 
 import (
 	"errors"
@@ -6,6 +6,12 @@ import (
 	"syscall"
 	"time"
 )
+
+// sysProcAttr makes the kernel kill the tools if the test
+// binary dies without running its cleanups (a panic, a -timeout).
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
 
 // lockFile takes an exclusive lock on path, waiting at most timeout, so that
 // test binaries of several packages run by one "go test ./..." compile the
