@@ -79,6 +79,9 @@ const (
 	KeysRotated               = "keys.rotated"
 	AuditOriginStarted        = "audit.origin_started"
 	AbuseThrottled            = "abuse.throttled"
+	// TextErased: a free text (a reason, an objection) was erased; the
+	// events that carry its hash stay.
+	TextErased = "text.erased"
 )
 
 // Types lists every event type, sorted.
@@ -88,7 +91,8 @@ var Types = func() []string {
 		MandateConsentGiven, MandateConsentRefused, MandateCreated, MandateRenewed, MandateDemarcheRevoked,
 		MandateRevoked, MandateSuperseded, MandateUsed, TokenIssued, AccessDenied, AuditQueried, AuditExported,
 		OrgCreated, OrgUpdated, AidantCreated, AidantUpdated, AidantDisabled, AidantHabilitationRenewed,
-		ServiceRegistered, ServiceUpdated, AuditorRegistered, KeysRotated, AuditOriginStarted, AbuseThrottled}
+		ServiceRegistered, ServiceUpdated, AuditorRegistered, KeysRotated, AuditOriginStarted, AbuseThrottled,
+		TextErased}
 	sort.Strings(t)
 	return t
 }()

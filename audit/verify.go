@@ -15,13 +15,19 @@ import (
 )
 
 // TamperError reports the first index at which the stored log stops being
-// what was signed.
+// what was signed, or (Index -1) what was changed beside it: a free text
+// that no longer hashes to what its event carries.
 type TamperError struct {
 	Index int64
 	Msg   string
 }
 
-func (e *TamperError) Error() string { return fmt.Sprintf("index %d: %s", e.Index, e.Msg) }
+func (e *TamperError) Error() string {
+	if e.Index < 0 { // beside the journal, not in it
+		return e.Msg
+	}
+	return fmt.Sprintf("index %d: %s", e.Index, e.Msg)
+}
 
 // VerifyResult describes a log that verified.
 type VerifyResult struct {
@@ -381,6 +387,11 @@ func (v *verifier) run(ctx context.Context) (*VerifyResult, error) {
 	}
 	if err := v.checkSuccessions(ctx, roots); err != nil {
 		return nil, err
+	}
+	if problems, err := checkFreeTexts(ctx, v.db); err != nil {
+		return nil, err
+	} else if len(problems) > 0 {
+		return nil, &TamperError{Index: -1, Msg: problems[0]}
 	}
 	v.res.Size, v.res.Origins = v.total, len(v.origins)
 	if len(v.origins) > 0 {

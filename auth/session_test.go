@@ -47,7 +47,7 @@ func TestOpenSessionEndsWhenAccessIsWithdrawn(t *testing.T) {
 		why      string
 	}{
 		{"aidant disabled", func(ctx context.Context, e *env, id string) error {
-			return e.dir.SetAidantActive(ctx, operator, id, false)
+			return e.dir.SetAidantActive(ctx, operator, id, false, "")
 		}, "aidant disabled"},
 		{"habilitation ended", func(ctx context.Context, e *env, id string) error {
 			yesterday := time.Now().In(mandate.Paris).AddDate(0, 0, -1).Format(time.DateOnly)

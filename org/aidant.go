@@ -168,8 +168,15 @@ func (d *Directory) Memberships(ctx context.Context, aidantID string) ([]Members
 
 // SetAidantActive disables (aidant.disabled) or re-enables
 // (aidant.updated) an aidant everywhere. A disabled aidant cannot sign in
-// and their open sessions end at their next request.
-func (d *Directory) SetAidantActive(ctx context.Context, actor audit.Actor, aidantID string, active bool) error {
+// and their open sessions end at their next request. The reason, when
+// given, is free text: kept erasable, the event carries its hash
+// (audit.FreeTextKey).
+func (d *Directory) SetAidantActive(ctx context.Context, actor audit.Actor, aidantID string, active bool, reason string) error {
+	if reason != "" {
+		if _, err := audit.CleanFreeText(reason); err != nil {
+			return invalid("reason", "the reason must be text of at most 2,000 characters")
+		}
+	}
 	return d.log.Write(ctx, func(tx *audit.Tx) error {
 		var was bool
 		if err := tx.Get(&was, `SELECT active FROM aidants WHERE id = ?`, aidantID); err != nil {
@@ -187,6 +194,16 @@ func (d *Directory) SetAidantActive(ctx context.Context, actor audit.Actor, aida
 		ev := audit.Event{Type: audit.AidantDisabled, Actor: actor, Aidant: aidantID}
 		if active {
 			ev.Type, ev.Detail = audit.AidantUpdated, map[string]any{"active": true}
+		}
+		if reason != "" {
+			hash, err := tx.FreeText(reason)
+			if err != nil {
+				return err
+			}
+			if ev.Detail == nil {
+				ev.Detail = map[string]any{}
+			}
+			ev.Detail[audit.FreeTextKey] = hash
 		}
 		_, err := tx.Append(ev)
 		return err

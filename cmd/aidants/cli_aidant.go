@@ -6,6 +6,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"aidants/audit"
 	"aidants/org"
 )
 
@@ -110,11 +111,24 @@ func setActive(ctx context.Context, name string, args []string, stdout, stderr i
 	f := newFlags(name)
 	env := addEnvFlags(f)
 	email := f.String("email", "", "the aidant's email")
+	reason := new(string)
+	if !active {
+		reason = f.String("reason", "", "why (free text, kept erasable; the journal keeps its SHA-256)")
+	}
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
-	if err := f.required("email"); err != nil {
+	required := []string{"email"}
+	if !active {
+		required = append(required, "reason")
+	}
+	if err := f.required(required...); err != nil {
 		return err
+	}
+	if *reason != "" {
+		if _, err := audit.CleanFreeText(*reason); err != nil {
+			return fmt.Errorf("%s: --reason: %w", name, err)
+		}
 	}
 	in, err := openFromFlags(ctx, env, stderr)
 	if err != nil {
@@ -125,7 +139,7 @@ func setActive(ctx context.Context, name string, args []string, stdout, stderr i
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	if err := in.dir.SetAidantActive(ctx, operator, a.ID, active); err != nil {
+	if err := in.dir.SetAidantActive(ctx, operator, a.ID, active, *reason); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	if active {

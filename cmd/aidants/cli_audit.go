@@ -329,6 +329,32 @@ func cmdAuditMonitor(ctx context.Context, args []string, stdout, _ io.Writer) er
 	return nil
 }
 
+func cmdAuditEraseText(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("audit erase-text")
+	env := addEnvFlags(f)
+	hash := f.String("sha256", "", "the text's hash, as the events carry it (detail."+audit.FreeTextKey+")")
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	if err := f.required("sha256"); err != nil {
+		return err
+	}
+	in, err := openFromFlags(ctx, env, stderr)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	err = in.log.Write(ctx, func(tx *audit.Tx) error { return tx.EraseFreeText(operator, strings.ToLower(*hash)) })
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("audit erase-text: no text with this hash, or it was erased already")
+	}
+	if err != nil {
+		return fmt.Errorf("audit erase-text: %w", err)
+	}
+	fmt.Fprintf(stdout, "erased the text %s; the events keep its hash, and text.erased says when\n", strings.ToLower(*hash))
+	return nil
+}
+
 func cmdAuditNewOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newFlags("audit new-origin")
 	env := addEnvFlags(f)

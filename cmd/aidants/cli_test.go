@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -105,7 +107,7 @@ func TestOperatorCommandsOnBothEngines(t *testing.T) {
 			if !strings.Contains(out, "camille.martin@example.org") || !strings.Contains(out, "aidant,referent") || !strings.Contains(out, "pending first sign-in") {
 				t.Fatalf("aidant list:\n%s", out)
 			}
-			c.ok("aidant", "disable", "--email", "camille.martin@example.org")
+			c.ok("aidant", "disable", "--email", "camille.martin@example.org", "--reason", "Congé de longue durée")
 			if out := c.ok("aidant", "list"); !strings.Contains(out, "disabled") {
 				t.Fatalf("aidant disable not applied:\n%s", out)
 			}
@@ -142,7 +144,7 @@ func TestOperatorMistakesGiveOneClearLineAndChangeNothing(t *testing.T) {
 		{[]string{"org", "add", "--nom", "X"}, "flag provided but not defined: -nom"},
 		{[]string{"org", "update", "--siret", "13579246800013", "--name", "X"}, "not found"},
 		{[]string{"aidant", "add", "--org", "98765432100015", "--email", "pas-un-email", "--given-name", "A", "--family-name", "B", "--habilitated-until", "31/12/2030"}, "not an email address"},
-		{[]string{"aidant", "disable", "--email", "personne@example.org"}, "not found"},
+		{[]string{"aidant", "disable", "--email", "personne@example.org", "--reason", "Départ"}, "not found"},
 		{[]string{"aidant", "frobnicate"}, "expected one of add, disable, enable, habilitate, list"},
 		{[]string{"teleport"}, `unknown command "teleport"`},
 	}
@@ -189,5 +191,86 @@ func TestConfigAndDevAreExclusiveAndRequired(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"version"}, &out, &errb); err != nil || !strings.HasPrefix(out.String(), "aidants ") {
 		t.Errorf("version: %v %q", err, out.String())
+	}
+}
+
+// TestDisablingAnAidantKeepsTheReasonErasable: the operator says why; the
+// text goes to the erasable table and the event carries only its hash; a
+// text changed behind the journal's back fails `audit verify`; erased, it
+// is gone for good and the journal still verifies, with text.erased.
+func TestDisablingAnAidantKeepsTheReasonErasable(t *testing.T) {
+	dir := t.TempDir()
+	c := cli{t: t, base: []string{"--dev", "--data", dir}}
+	c.ok("org", "add", "--name", "Une structure", "--siret", "98765432100015")
+	c.ok("aidant", "add", "--org", "98765432100015", "--email", "sacha@example.org", "--given-name", "Sacha",
+		"--family-name", "Petit", "--habilitated-until", "2030-12-31")
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"aidant", "disable", "--email", "sacha@example.org"}, "--reason is required"},
+		{[]string{"aidant", "disable", "--email", "sacha@example.org", "--reason", "   "}, "empty"},
+		{[]string{"aidant", "disable", "--email", "sacha@example.org", "--reason", strings.Repeat("x", 2001)}, "longer than 2000"},
+		{[]string{"audit", "erase-text", "--sha256", strings.Repeat("0", 64)}, "no text with this hash"},
+	} {
+		if _, err := c.run(bad.args...); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("aidants %s: %v, want %q", strings.Join(bad.args, " "), err, bad.want)
+		}
+	}
+	const reason = "A quitté la structure le 30 novembre"
+	c.ok("aidant", "disable", "--email", "sacha@example.org", "--reason", reason)
+
+	db, err := store.Open(context.Background(), "sqlite", filepath.Join(dir, "aidants.db"), store.Options{NoCheckpointer: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var body string
+	if err := db.R.Get(&body, `SELECT body FROM audit_events WHERE body LIKE '%aidant.disabled%'`); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(body, "quitté") {
+		t.Fatalf("the event carries the text: %s", body)
+	}
+	var ev struct {
+		Detail map[string]string `json:"detail"`
+	}
+	json.Unmarshal([]byte(body), &ev)
+	hash := ev.Detail["text_sha256"]
+	if got, err := audit.FreeTextOf(context.Background(), db, hash); err != nil || got != reason {
+		t.Fatalf("the text behind the event's hash: %q, %v", got, err)
+	}
+	c.ok("audit", "verify")
+
+	// Changed unseen: verify says so.
+	if _, err := db.W.Exec(`UPDATE free_texts SET body = ? WHERE hash = ?`, "Faute grave", hash); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.run("audit", "verify"); err == nil || !strings.Contains(err.Error(), "free text "+hash+" was changed") {
+		t.Fatalf("audit verify after a text was changed: %v", err)
+	}
+	db.W.Exec(`UPDATE free_texts SET body = ? WHERE hash = ?`, reason, hash)
+
+	if out := c.ok("audit", "erase-text", "--sha256", hash); !strings.Contains(out, "erased the text") {
+		t.Fatalf("erase-text: %s", out)
+	}
+	if _, err := audit.FreeTextOf(context.Background(), db, hash); !errors.Is(err, audit.ErrErased) {
+		t.Fatalf("an erased text reads %v", err)
+	}
+	var salt, left sql.NullString
+	db.R.QueryRow(`SELECT salt, body FROM free_texts WHERE hash = ?`, hash).Scan(&salt, &left)
+	if salt.Valid || left.Valid {
+		t.Fatalf("the erased row keeps salt %v, body %v", salt, left)
+	}
+	if out := c.ok("audit", "verify"); !strings.Contains(out, "OK") {
+		t.Fatalf("audit verify after the erasure: %s", out)
+	}
+	var n int
+	db.R.Get(&n, `SELECT COUNT(*) FROM audit_events WHERE body LIKE '%text.erased%' AND body LIKE '%`+hash+`%'`)
+	if n != 1 {
+		t.Fatalf("%d text.erased events for the hash, want 1", n)
+	}
+	if _, err := c.run("audit", "erase-text", "--sha256", hash); err == nil {
+		t.Fatal("a text erased twice")
 	}
 }

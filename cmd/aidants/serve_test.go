@@ -87,7 +87,7 @@ func TestOperatorDisablesAnAidantWhileSheIsSignedIn(t *testing.T) {
 	// The command line writes beside the running server, on the same
 	// database.
 	var out, errb bytes.Buffer
-	if err := run(context.Background(), []string{"aidant", "disable", "--dev", "--data", s.Data, "--email", devidp.EmailCamille}, &out, &errb); err != nil {
+	if err := run(context.Background(), []string{"aidant", "disable", "--dev", "--data", s.Data, "--email", devidp.EmailCamille, "--reason", "Fin de contrat"}, &out, &errb); err != nil {
 		t.Fatalf("aidant disable: %v\n%s", err, errb.String())
 	}
 	page, _, body := get(t, c, s.URL+"/tableau-de-bord")
@@ -113,7 +113,7 @@ func TestRefusedAccountsAllGetTheSamePage(t *testing.T) {
 	s := startDev(t, "")
 	var out, errb bytes.Buffer
 	// Alex is disabled; Sacha's habilitation has ended.
-	if err := run(context.Background(), []string{"aidant", "disable", "--dev", "--data", s.Data, "--email", devidp.EmailAlex}, &out, &errb); err != nil {
+	if err := run(context.Background(), []string{"aidant", "disable", "--dev", "--data", s.Data, "--email", devidp.EmailAlex, "--reason", "Fin de contrat"}, &out, &errb); err != nil {
 		t.Fatal(err, errb.String())
 	}
 	if err := run(context.Background(), []string{"aidant", "habilitate", "--dev", "--data", s.Data, "--email", devidp.EmailSacha, "--until", "2020-01-01"}, &out, &errb); err != nil {
