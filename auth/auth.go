@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/sessions"
 
 	"aidants/audit"
+	"aidants/internal/seal"
 	"aidants/org"
 	"aidants/store"
 )
@@ -68,6 +69,8 @@ type Service struct {
 	db      *store.DB
 	dir     *org.Directory
 	cookies *sessions.CookieStore
+	pending *seal.Sealer // pending sign-ins, in cookies
+	idp     *idpMetrics
 	rps     map[Provider]*rp
 	logger  *slog.Logger
 	now     func() time.Time
@@ -114,10 +117,15 @@ func New(cfg Config, log *audit.Log, dir *org.Directory) (*Service, error) {
 			return nil, fmt.Errorf("auth: %s: a second factor is required but no amr or acr value counts as one", p.name)
 		}
 	}
-	s := &Service{cfg: cfg, log: log, db: log.DB(), dir: dir, cookies: cs, logger: cfg.Logger, now: cfg.Now,
+	pending, err := seal.New(cfg.SessionSecret, "pending sign-in", requestTTL)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	idp := newIDPMetrics()
+	s := &Service{cfg: cfg, log: log, db: log.DB(), dir: dir, cookies: cs, pending: pending, idp: idp, logger: cfg.Logger, now: cfg.Now,
 		rps: map[Provider]*rp{
-			Aidants:       {name: Aidants, cfg: cfg.AidantsRP, client: cfg.HTTPClient, now: cfg.Now},
-			FranceConnect: {name: FranceConnect, cfg: cfg.FranceConnect, client: cfg.HTTPClient, now: cfg.Now},
+			Aidants:       {name: Aidants, cfg: cfg.AidantsRP, client: idp.instrument(cfg.HTTPClient, Aidants), now: cfg.Now},
+			FranceConnect: {name: FranceConnect, cfg: cfg.FranceConnect, client: idp.instrument(cfg.HTTPClient, FranceConnect), now: cfg.Now},
 		}}
 	return s, nil
 }

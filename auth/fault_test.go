@@ -23,8 +23,9 @@ func refusal(err error) bool {
 // aidant's sign-in callback: the answer is an error of the server, never
 // "this sign-in is not valid" nor a refused account, and no
 // aidant.login_refused is written for an aidant the directory could not
-// read. A failure before the state is consumed leaves the callback usable:
-// the same one succeeds afterwards. A logout whose session cannot be read
+// read. A failure before the code is redeemed (whether the state was used
+// cannot be read) leaves the callback usable: the same one succeeds
+// afterwards. A logout whose session cannot be read
 // says so instead of pretending, and leaves the session open.
 func TestDatabaseFailureAtSignInIsNoRefusal(t *testing.T) {
 	for _, d := range storetest.Dialects {
@@ -35,7 +36,7 @@ func TestDatabaseFailureAtSignInIsNoRefusal(t *testing.T) {
 			before := db.Events(t)
 
 			f := b.authenticate("/start", devidp.SubCamille)
-			db.Fail(dbfault.Writer, "FROM auth_requests WHERE state_hash")
+			db.Fail(dbfault.Readers, "FROM spent_requests")
 			if _, err := b.callback(f.callback); err == nil || refusal(err) {
 				t.Errorf("state unreadable: %v, want the database's error", err)
 			}

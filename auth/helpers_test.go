@@ -271,7 +271,7 @@ func (e *env) routes(mux *http.ServeMux) {
 		e.redirectOr(w, r, target, err)
 	})
 	mux.HandleFunc("GET /cb/aidants", func(w http.ResponseWriter, r *http.Request) {
-		a, err := e.svc.Complete(r, auth.Aidants)
+		a, err := e.svc.Complete(w, r, auth.Aidants)
 		if err == nil {
 			err = e.svc.FinishAidant(w, r, a)
 		}
@@ -282,7 +282,7 @@ func (e *env) routes(mux *http.ServeMux) {
 		e.redirectOr(w, r, target, err)
 	})
 	mux.HandleFunc("GET /cb/fc", func(w http.ResponseWriter, r *http.Request) {
-		a, err := e.svc.Complete(r, auth.FranceConnect)
+		a, err := e.svc.Complete(w, r, auth.FranceConnect)
 		e.record(w, result{err: err, answer: a})
 	})
 	mux.HandleFunc("GET /me", func(w http.ResponseWriter, r *http.Request) {
@@ -363,7 +363,7 @@ func (e *env) seed() {
 	add(devidp.SubCamille, e.org.ID, devidp.EmailCamille, "Camille", "Martin", nextYear)
 	add(devidp.SubDominique, e.org.ID, devidp.EmailDominique, "Dominique", "Bernard", nextYear)
 	sacha := add(devidp.SubSacha, e.org.ID, devidp.EmailSacha, "Sacha", "Petit", nextYear)
-	if err := e.dir.SetAidantActive(ctx, operator, sacha.ID, false); err != nil {
+	if err := e.dir.SetAidantActive(ctx, operator, sacha.ID, false, ""); err != nil {
 		t.Fatal(err)
 	}
 	add(devidp.SubAlex, e.org.ID, devidp.EmailAlex, "Alex", "Moreau", yesterday)

@@ -11,6 +11,7 @@ import (
 	"aidants/audit"
 	"aidants/auth"
 	"aidants/devidp"
+	"aidants/store"
 )
 
 func TestPendingAidantFirstSignInBindsIdentityAndOpensSession(t *testing.T) {
@@ -321,5 +322,138 @@ func TestLocalPath(t *testing.T) {
 		if got := auth.LocalPath(tc.path); got != tc.ok {
 			t.Errorf("LocalPath(%q) = %v, want %v", tc.path, got, tc.ok)
 		}
+	}
+}
+
+// pendingCookies returns the browser's cookies of pending sign-ins.
+func (b *browser) pendingCookies() []*http.Cookie {
+	u, _ := url.Parse(b.e.srv.URL)
+	var out []*http.Cookie
+	for _, c := range b.jar.Cookies(u) {
+		if strings.Contains(c.Name, "aidants-connexion-") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestStartingASignInWritesNothing: leaving for a provider is anonymous,
+// so it costs no write (the journal's writer runs no unit); the pending
+// sign-ins live sealed in the browser, at most four at a time, the oldest
+// forgotten first.
+func TestStartingASignInWritesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	b := e.browser(t)
+	units := e.log.Stats().Units.Load()
+	var first flow
+	for i := range 6 {
+		if i == 0 {
+			first = b.authenticate("/start", devidp.SubCamille)
+			continue
+		}
+		resp, body := b.do(http.MethodGet, "/start", nil)
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("start %d: %s %s", i, resp.Status, body)
+		}
+		if i == 2 {
+			b.do(http.MethodGet, "/startfc", nil)
+		}
+	}
+	if n := e.log.Stats().Units.Load() - units; n != 0 {
+		t.Errorf("starting 7 sign-ins ran %d units on the writer, want none", n)
+	}
+	if got := b.pendingCookies(); len(got) != 4 {
+		t.Errorf("%d pending sign-ins kept in the browser, want 4", len(got))
+	}
+	for _, c := range b.pendingCookies() {
+		if strings.Contains(c.Value, devidp.SubCamille) || len(c.Value) > 1500 {
+			t.Errorf("pending sign-in cookie %s is readable or too long (%d bytes)", c.Name, len(c.Value))
+		}
+	}
+	// The first one was forgotten: its answer finds nothing to complete.
+	if _, err := b.callback(first.callback); !errors.Is(err, auth.ErrBadCallback) {
+		t.Fatalf("the answer to a forgotten sign-in: %v, want ErrBadCallback", err)
+	}
+	b.mustLogin(devidp.SubCamille)
+}
+
+// TestReplayWithTheSealedCookieKeptIsRefused replays a callback with the
+// sealed pending sign-in put back (copied before, or a browser that did
+// not drop it): the record that it was used refuses it, before the code
+// is offered to the provider again.
+func TestReplayWithTheSealedCookieKeptIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	b := e.browser(t)
+	f := b.authenticate("/start", devidp.SubCamille)
+	kept := b.pendingCookies()
+	if len(kept) != 1 {
+		t.Fatalf("%d pending sign-in cookies, want 1", len(kept))
+	}
+	if _, err := b.callback(f.callback); err != nil {
+		t.Fatalf("first callback: %v", err)
+	}
+	if len(b.pendingCookies()) != 0 {
+		t.Error("the pending sign-in cookie outlived its callback")
+	}
+	tokens := e.tokenRequests.Load()
+	u, _ := url.Parse(e.srv.URL)
+	b.jar.SetCookies(u, kept)
+	if _, err := b.callback(f.callback); !errors.Is(err, auth.ErrBadCallback) {
+		t.Fatalf("replay with the sealed cookie: %v, want ErrBadCallback", err)
+	}
+	if n := e.tokenRequests.Load() - tokens; n != 0 {
+		t.Errorf("the replay reached the provider's token endpoint %d times", n)
+	}
+	if s := e.sessions(t); len(s) != 1 {
+		t.Errorf("%d sessions after a replay, want 1", len(s))
+	}
+
+	// A sealed value moved under another state's name does not open.
+	f2 := b.authenticate("/start", devidp.SubCamille)
+	other := b.pendingCookies()[0]
+	b.jar.SetCookies(u, []*http.Cookie{{Name: other.Name, Value: "", MaxAge: -1}})
+	newState := "AAAA" + strings.Repeat("y", 28)
+	moved := withQuery(t, f2.callback, "state", newState)
+	b.jar.SetCookies(u, []*http.Cookie{{Name: other.Name[:len(other.Name)-16] + store.Hash(newState)[:16], Value: other.Value}})
+	if _, err := b.callback(moved); !errors.Is(err, auth.ErrBadCallback) {
+		t.Fatalf("a sealed sign-in under another name: %v, want ErrBadCallback", err)
+	}
+}
+
+// TestSweepDeletesExpiredRecordsOnly: the records that sign-ins were used
+// go once the sealed values they guard have expired, and a sweep with
+// nothing to delete writes nothing.
+func TestSweepDeletesExpiredRecordsOnly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	e.browser(t).mustLogin(devidp.SubCamille)
+	spent := func() int {
+		var n int
+		if err := e.db.R.Get(&n, `SELECT COUNT(*) FROM spent_requests`); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := spent(); n != 1 {
+		t.Fatalf("%d records of used sign-ins, want 1", n)
+	}
+	units := e.log.Stats().Units.Load()
+	if err := e.svc.Sweep(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := spent(); n != 1 {
+		t.Errorf("a sweep deleted a record still needed: %d left", n)
+	}
+	if n := e.log.Stats().Units.Load() - units; n != 0 {
+		t.Errorf("a sweep with nothing to delete ran %d units", n)
+	}
+	e.clock.Advance(11 * time.Minute)
+	if err := e.svc.Sweep(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := spent(); n != 0 {
+		t.Errorf("%d expired records left after a sweep", n)
 	}
 }

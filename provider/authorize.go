@@ -3,7 +3,7 @@ package provider
 import (
 	"context"
 	"crypto/hmac"
-	"database/sql"
+	"crypto/subtle"
 	"database/sql/driver"
 	"encoding/json"
 	"errors"
@@ -26,23 +26,26 @@ import (
 // AuthRequest is a validated authorization request waiting for the
 // aidant's choice.
 type AuthRequest struct {
-	ID            string     `db:"id"`
-	ServiceID     string     `db:"service_id"`
-	RedirectURI   string     `db:"redirect_uri"`
-	State         string     `db:"state"`
-	Nonce         string     `db:"nonce"`
-	CodeChallenge string     `db:"code_challenge"`
-	Scope         string     `db:"scope"`
-	RepScope      store.List `db:"rep_scope"` // démarche codes asked for, empty for any
+	ID            string     `json:"id"`
+	ServiceID     string     `json:"svc"`
+	RedirectURI   string     `json:"ru"`
+	State         string     `json:"st,omitempty"`
+	Nonce         string     `json:"n"`
+	CodeChallenge string     `json:"cc"`
+	Scope         string     `json:"sc"`
+	RepScope      store.List `json:"rep,omitempty"` // démarche codes asked for, empty for any
 	// AuthAfter is when the aidant's authentication must have happened at
 	// the earliest (max_age, prompt=login); zero when any will do.
-	AuthAfter store.Time `db:"auth_after"`
-	Claims    Requested  `db:"claims"`
-	CreatedAt store.Time `db:"created_at"`
-	ExpiresAt store.Time `db:"expires_at"`
+	AuthAfter store.Time `json:"aa"`
+	Claims    Requested  `json:"cl"`
+	CreatedAt store.Time `json:"ca"`
+	ExpiresAt store.Time `json:"ea"`
+	// Browser is the SHA-256 of the binding secret of the browser that
+	// brought the request: only that browser may answer it.
+	Browser string `json:"b"`
 	// PromptNone is a request that must be answered at once, without
 	// showing the aidant anything (prompt=none): it is never saved.
-	PromptNone bool `db:"-"`
+	PromptNone bool `json:"-"`
 }
 
 // Reauthenticate tells whether an aidant who authenticated at authTime
@@ -436,59 +439,80 @@ func parseClaims(raw string) (Requested, []string, error) {
 	return out, rep, nil
 }
 
-// Save keeps a validated request until the aidant chooses, and returns the
-// token that names it in the aidant's pages.
-func (p *Provider) Save(ctx context.Context, r *AuthRequest) (string, error) {
-	token := store.RandomToken(24)
-	err := p.log.Write(ctx, func(tx *audit.Tx) error {
-		now := tx.Now()
-		if err := p.purge(tx); err != nil {
-			return err
-		}
-		_, err := tx.Exec(`INSERT INTO oidc_requests (id, service_id, redirect_uri, state, nonce, code_challenge, scope, rep_scope,
-			auth_after, claims, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, store.Hash(token), r.ServiceID,
-			r.RedirectURI, r.State, r.Nonce, r.CodeChallenge, r.Scope, r.RepScope, r.AuthAfter, r.Claims, store.T(now),
-			store.T(now.Add(RequestTTL)))
-		return err
-	})
-	return token, err
+// requestCookie is the name pending requests are sealed under.
+const requestSeal = "demande"
+
+// Seal keeps a validated request until the aidant chooses, without
+// writing anything (the request is anonymous): it returns the request
+// sealed, the token that names it in the aidant's pages, bound to the
+// browser whose binding secret is given (auth.Service.Binding).
+func (p *Provider) Seal(r *AuthRequest, binding string) (string, error) {
+	if binding == "" {
+		return "", errors.New("provider: a pending request needs the browser's binding")
+	}
+	now := p.now()
+	r.ID = store.RandomToken(16)
+	r.CreatedAt, r.ExpiresAt = store.T(now), store.T(now.Add(RequestTTL))
+	r.Browser = store.Hash(binding)
+	token, err := p.pending.Seal(requestSeal, r)
+	if err != nil {
+		return "", fmt.Errorf("provider: seal the request: %w", err)
+	}
+	return token, nil
 }
 
-// Authenticated records that an aidant authenticated, at authTime, on the
-// way to the request named by token (a sign-in or step-up whose return is
-// its chooser). Identity providers give auth_time in whole seconds, so an
-// authentication in the very second the request asked for reads as
-// before it; made for this request, it is not: the request then asks for
-// that authentication, to the second. An authentication of an earlier
-// second changes nothing.
-func (p *Provider) Authenticated(ctx context.Context, token string, authTime time.Time) error {
+// Authenticated returns the token of the request with the authentication
+// an aidant made, at authTime, on the way to it (a sign-in or step-up
+// whose return is its chooser). Identity providers give auth_time in
+// whole seconds, so an authentication in the very second the request
+// asked for reads as before it; made for this request, it is not: the
+// request then asks for that authentication, to the second. An
+// authentication of an earlier second changes nothing; a token that does
+// not open is returned as it is (the chooser will say it is gone).
+func (p *Provider) Authenticated(token, binding string, authTime time.Time) (string, error) {
+	r, err := p.open(token, binding)
+	if err != nil {
+		return token, nil
+	}
 	at := authTime.Truncate(time.Second)
-	return p.log.Write(ctx, func(tx *audit.Tx) error {
-		_, err := tx.Exec(`UPDATE oidc_requests SET auth_after = ? WHERE id = ? AND auth_after > ? AND auth_after < ?`,
-			store.T(at), store.Hash(token), store.T(at), store.T(at.Add(time.Second)))
-		return err
-	})
+	if !(r.AuthAfter.After(at) && r.AuthAfter.Before(at.Add(time.Second))) {
+		return token, nil
+	}
+	r.AuthAfter = store.T(at)
+	return p.pending.Seal(requestSeal, r)
 }
 
-// ErrRequestGone is a request that expired, was answered, or never was.
-// Request, IssueCode and Cancel return it only for such a request; a
-// database that fails gives its own error.
+// ErrRequestGone is a request that expired, was answered, or never was
+// (or that another browser brought). Request, IssueCode and Cancel return
+// it only for such a request; a database that fails gives its own error.
 var ErrRequestGone = errors.New("provider: the authorization request is no longer pending")
 
-const requestColumns = `id, service_id, redirect_uri, state, nonce, code_challenge, scope, rep_scope, auth_after, claims,
-	created_at, expires_at`
-
-// Request returns a pending request and its service.
-func (p *Provider) Request(ctx context.Context, token string) (*AuthRequest, *Service, error) {
+// open unseals a pending request of this browser, not expired.
+func (p *Provider) open(token, binding string) (*AuthRequest, error) {
 	var r AuthRequest
-	err := p.db.R.GetContext(ctx, &r, p.db.Rebind(`SELECT `+requestColumns+` FROM oidc_requests WHERE id = ?`), store.Hash(token))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, ErrRequestGone
+	if err := p.pending.Open(requestSeal, token, &r); err != nil {
+		return nil, ErrRequestGone
 	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("provider: request: %w", err)
+	if binding == "" || subtle.ConstantTimeCompare([]byte(store.Hash(binding)), []byte(r.Browser)) != 1 {
+		return nil, ErrRequestGone
 	}
 	if !p.now().Before(r.ExpiresAt.Time) {
+		return nil, ErrRequestGone
+	}
+	return &r, nil
+}
+
+// Request returns a pending request of this browser and its service.
+func (p *Provider) Request(ctx context.Context, token, binding string) (*AuthRequest, *Service, error) {
+	r, err := p.open(token, binding)
+	if err != nil {
+		return nil, nil, err
+	}
+	var n int
+	if err := p.db.R.GetContext(ctx, &n, p.db.Rebind(`SELECT COUNT(*) FROM spent_requests WHERE kind = 'authorization' AND id = ?`), r.ID); err != nil {
+		return nil, nil, fmt.Errorf("provider: request: %w", err)
+	}
+	if n > 0 {
 		return nil, nil, ErrRequestGone
 	}
 	svc, err := p.Service(ctx, r.ServiceID)
@@ -498,26 +522,39 @@ func (p *Provider) Request(ctx context.Context, token string) (*AuthRequest, *Se
 	if err != nil {
 		return nil, nil, fmt.Errorf("provider: request: %w", err)
 	}
-	return &r, svc, nil
+	return r, svc, nil
+}
+
+// spend records, in the unit that answers it, that the request was
+// answered: a second answer (another tab, a replay) is ErrRequestGone.
+func spend(tx *audit.Tx, r *AuthRequest) error {
+	res, err := tx.Exec(`INSERT INTO spent_requests (kind, id, expires_at) VALUES ('authorization', ?, ?) ON CONFLICT DO NOTHING`,
+		r.ID, r.ExpiresAt)
+	if err != nil {
+		return fmt.Errorf("provider: answer the request: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("provider: answer the request: %w", err)
+	} else if n == 0 {
+		return ErrRequestGone
+	}
+	return nil
 }
 
 // Cancel answers a pending request with access_denied (the aidant gave up)
 // and returns where to send the browser.
-func (p *Provider) Cancel(ctx context.Context, token string) (string, error) {
-	return p.Refuse(ctx, token, "access_denied", "the aidant did not choose anyone")
+func (p *Provider) Cancel(ctx context.Context, token, binding string) (string, error) {
+	return p.Refuse(ctx, token, binding, "access_denied", "the aidant did not choose anyone")
 }
 
 // Refuse answers a pending request with the error code (RFC 6749
 // §4.1.2.1) and returns where to send the browser.
-func (p *Provider) Refuse(ctx context.Context, token, code, description string) (string, error) {
-	r, _, err := p.Request(ctx, token)
+func (p *Provider) Refuse(ctx context.Context, token, binding, code, description string) (string, error) {
+	r, _, err := p.Request(ctx, token, binding)
 	if err != nil {
 		return "", err
 	}
-	err = p.log.Write(ctx, func(tx *audit.Tx) error {
-		_, err := tx.Exec(`DELETE FROM oidc_requests WHERE id = ?`, r.ID)
-		return err
-	})
+	err = p.log.Write(ctx, func(tx *audit.Tx) error { return spend(tx, r) })
 	if err != nil {
 		return "", err
 	}
@@ -607,8 +644,8 @@ var ErrNotEligible = errors.New("provider: this person cannot be chosen for this
 // aidant's authentication must be recent enough for the request
 // (ErrReauthenticate) and meet the essential acr asked (ErrUnmetACR);
 // the code remembers the level it reached and the claims asked.
-func (p *Provider) IssueCode(ctx context.Context, a Acting, token, mandateID, demarche string) (string, error) {
-	r, svc, err := p.Request(ctx, token)
+func (p *Provider) IssueCode(ctx context.Context, a Acting, token, binding, mandateID, demarche string) (string, error) {
+	r, svc, err := p.Request(ctx, token, binding)
 	if err != nil {
 		return "", err
 	}
@@ -621,13 +658,6 @@ func (p *Provider) IssueCode(ctx context.Context, a Acting, token, mandateID, de
 	}
 	code := store.RandomToken(32)
 	err = p.log.Write(ctx, func(tx *audit.Tx) error {
-		var n int
-		if err := tx.Get(&n, `SELECT COUNT(*) FROM oidc_requests WHERE id = ?`, r.ID); err != nil {
-			return fmt.Errorf("provider: issue code: %w", err)
-		}
-		if n != 1 { // answered meanwhile, in another tab
-			return ErrRequestGone
-		}
 		if !slices.Contains(svc.RedirectURIs, r.RedirectURI) { // unregistered since the request
 			return ErrRequestGone
 		}
@@ -645,7 +675,7 @@ func (p *Provider) IssueCode(ctx context.Context, a Acting, token, mandateID, de
 			return ErrNotEligible
 		}
 		now := tx.Now()
-		if _, err := tx.Exec(`DELETE FROM oidc_requests WHERE id = ?`, r.ID); err != nil {
+		if err := spend(tx, r); err != nil { // answered meanwhile, in another tab
 			return err
 		}
 		if _, err := tx.Exec(`INSERT INTO oidc_codes (hash, service_id, redirect_uri, code_challenge, nonce, scope, claims, aidant_id,

@@ -142,7 +142,7 @@ func TestRepScopeRestrictsChoicesAndCode(t *testing.T) {
 		// Without rep_scope: organisation A's mandate, both démarches; never
 		// organisation B's mandate for the same person.
 		all := e.begin(e.jwt, nil)
-		r, svc, err := e.p.Request(e.ctx, all.request)
+		r, svc, err := e.p.Request(e.ctx, all.request, testBinding)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +167,7 @@ func TestRepScopeRestrictsChoicesAndCode(t *testing.T) {
 		f := e.begin(e.jwt, func(q url.Values) {
 			q.Set("claims", `{"id_token":{"rep_scope":{"essential":true,"values":["Social-Santé"]}}}`)
 		})
-		r, svc, err = e.p.Request(e.ctx, f.request)
+		r, svc, err = e.p.Request(e.ctx, f.request, testBinding)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,7 +181,7 @@ func TestRepScopeRestrictsChoicesAndCode(t *testing.T) {
 		if len(choices) != 1 || !slices.Equal(choices[0].Demarches, []string{"social"}) {
 			t.Fatalf("choices with rep_scope Social-Santé = %+v", choices)
 		}
-		if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, e.mA.ID, "argent"); !errors.Is(err, provider.ErrNotEligible) {
+		if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, testBinding, e.mA.ID, "argent"); !errors.Is(err, provider.ErrNotEligible) {
 			t.Fatalf("a code for argent when Social-Santé was asked: err = %v, want ErrNotEligible", err)
 		}
 		e.issue(f, e.a2, e.mA, "social")
@@ -215,7 +215,7 @@ func TestIssueCodeRefusesWhatWasNotOffered(t *testing.T) {
 			{"an unknown mandate", f.request, "man_inconnu", "argent"},
 		}
 		for _, c := range cases {
-			if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), c.request, c.mandate, c.demarche); !errors.Is(err, provider.ErrNotEligible) {
+			if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), c.request, testBinding, c.mandate, c.demarche); !errors.Is(err, provider.ErrNotEligible) {
 				t.Errorf("%s: err = %v, want ErrNotEligible", c.name, err)
 			}
 		}
@@ -223,17 +223,17 @@ func TestIssueCodeRefusesWhatWasNotOffered(t *testing.T) {
 			t.Fatalf("refused choices wrote %d events and %d codes", after-before, e.count(`SELECT COUNT(*) FROM oidc_codes`))
 		}
 		// The logement-only service offers no one: the mandate has no logement.
-		r, svc, _ := e.p.Request(e.ctx, logement.request)
+		r, svc, _ := e.p.Request(e.ctx, logement.request, testBinding)
 		if choices, err := e.p.Eligible(e.ctx, e.orgA.ID, r, svc, ""); err != nil || len(choices) != 0 {
 			t.Errorf("choices for a logement-only service = %+v, %v", choices, err)
 		}
 
 		// The refusals left the request pending: it is answered once.
 		e.issue(f, e.a2, e.mA, "argent")
-		if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, e.mA.ID, "argent"); !errors.Is(err, provider.ErrRequestGone) {
+		if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, testBinding, e.mA.ID, "argent"); !errors.Is(err, provider.ErrRequestGone) {
 			t.Errorf("a second code for one request: err = %v, want ErrRequestGone", err)
 		}
-		if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), "inconnue", e.mA.ID, "argent"); !errors.Is(err, provider.ErrRequestGone) {
+		if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), "inconnue", testBinding, e.mA.ID, "argent"); !errors.Is(err, provider.ErrRequestGone) {
 			t.Errorf("an unknown request: err = %v, want ErrRequestGone", err)
 		}
 		if n := e.events(audit.MandateUsed); n != 1 {
@@ -246,10 +246,10 @@ func TestPendingRequestExpires(t *testing.T) {
 	e := newEnv(t, storetest.Open(t, store.SQLite))
 	f := e.begin(e.jwt, nil)
 	e.clock.add(provider.RequestTTL + time.Second)
-	if _, _, err := e.p.Request(e.ctx, f.request); !errors.Is(err, provider.ErrRequestGone) {
+	if _, _, err := e.p.Request(e.ctx, f.request, testBinding); !errors.Is(err, provider.ErrRequestGone) {
 		t.Errorf("Request after %s: err = %v, want ErrRequestGone", provider.RequestTTL, err)
 	}
-	if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, e.mA.ID, "argent"); !errors.Is(err, provider.ErrRequestGone) {
+	if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, testBinding, e.mA.ID, "argent"); !errors.Is(err, provider.ErrRequestGone) {
 		t.Errorf("IssueCode after %s: err = %v, want ErrRequestGone", provider.RequestTTL, err)
 	}
 }
@@ -257,7 +257,7 @@ func TestPendingRequestExpires(t *testing.T) {
 func TestCancelSendsAccessDeniedOnce(t *testing.T) {
 	e := newEnv(t, storetest.Open(t, store.SQLite))
 	f := e.begin(e.jwt, nil)
-	target, err := e.p.Cancel(e.ctx, f.request)
+	target, err := e.p.Cancel(e.ctx, f.request, testBinding)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestCancelSendsAccessDeniedOnce(t *testing.T) {
 		q.Get("state") != f.state || q.Get("iss") != e.issuer {
 		t.Errorf("cancel sends the browser to %s", target)
 	}
-	if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, e.mA.ID, "argent"); !errors.Is(err, provider.ErrRequestGone) {
+	if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, testBinding, e.mA.ID, "argent"); !errors.Is(err, provider.ErrRequestGone) {
 		t.Errorf("a code after cancel: err = %v, want ErrRequestGone", err)
 	}
 }
@@ -286,7 +286,47 @@ func TestRequestDiesWithItsRedirectURI(t *testing.T) {
 	if err := e.p.SetRedirects(e.ctx, operator, e.jwt.svc.ID, []string{"https://nouveau.example.fr/retour"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, e.mA.ID, "argent"); !errors.Is(err, provider.ErrRequestGone) {
+	if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, testBinding, e.mA.ID, "argent"); !errors.Is(err, provider.ErrRequestGone) {
 		t.Errorf("a code after the redirect URI was removed: err = %v, want ErrRequestGone", err)
 	}
+}
+
+// TestPendingRequestCostsNoWriteAndStaysWithItsBrowser: a service's
+// request is anonymous, so keeping it until the aidant chooses writes
+// nothing; it is sealed, and opens only for the browser that brought it,
+// unaltered.
+func TestPendingRequestCostsNoWriteAndStaysWithItsBrowser(t *testing.T) {
+	e := newEnv(t, storetest.Open(t, store.SQLite))
+	units := e.log.Stats().Units.Load()
+	f := e.begin(e.jwt, nil)
+	for range 5 {
+		e.begin(e.basic, nil)
+	}
+	if n := e.log.Stats().Units.Load() - units; n != 0 {
+		t.Errorf("six authorization requests ran %d units on the writer, want none", n)
+	}
+	if strings.Contains(f.request, f.state) || strings.Contains(f.request, e.jwt.redirect) {
+		t.Errorf("the pending request is readable: %s", f.request)
+	}
+	altered := []byte(f.request)
+	altered[len(altered)/2] ^= 1
+	for _, c := range []struct{ name, token, binding string }{
+		{"another browser", f.request, "the-binding-secret-of-another-browser"},
+		{"no browser binding", f.request, ""},
+		{"an altered request", string(altered), testBinding},
+	} {
+		if _, _, err := e.p.Request(e.ctx, c.token, c.binding); !errors.Is(err, provider.ErrRequestGone) {
+			t.Errorf("%s: Request = %v, want ErrRequestGone", c.name, err)
+		}
+		if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), c.token, c.binding, e.mA.ID, "argent"); !errors.Is(err, provider.ErrRequestGone) {
+			t.Errorf("%s: IssueCode = %v, want ErrRequestGone", c.name, err)
+		}
+		if _, err := e.p.Cancel(e.ctx, c.token, c.binding); !errors.Is(err, provider.ErrRequestGone) {
+			t.Errorf("%s: Cancel = %v, want ErrRequestGone", c.name, err)
+		}
+	}
+	if n := e.events(audit.MandateUsed); n != 0 {
+		t.Errorf("%d mandate.used events, want none", n)
+	}
+	e.issue(f, e.a2, e.mA, "argent")
 }

@@ -240,8 +240,8 @@ func TestRequestObjectsAreRefusedToTheService(t *testing.T) {
 			}
 		})
 	}
-	if n := e.count(`SELECT COUNT(*) FROM oidc_requests`); n != 0 {
-		t.Errorf("%d requests were saved", n)
+	if n := e.count(`SELECT COUNT(*) FROM spent_requests`); n != 0 {
+		t.Errorf("%d requests were recorded", n)
 	}
 }
 
@@ -309,7 +309,7 @@ func TestMaxAgeAndPromptLoginMakeTheAidantAuthenticateAgain(t *testing.T) {
 			func(q url.Values) { q.Set("prompt", "login") },
 		} {
 			f := e.begin(e.jwt, edit)
-			r, _, err := e.p.Request(e.ctx, f.request)
+			r, _, err := e.p.Request(e.ctx, f.request, testBinding)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -317,7 +317,7 @@ func TestMaxAgeAndPromptLoginMakeTheAidantAuthenticateAgain(t *testing.T) {
 				t.Fatalf("the aidant's authentication of two minutes ago is accepted: AuthAfter %v", r.AuthAfter)
 			}
 			before := e.count(`SELECT COUNT(*) FROM audit_events`)
-			if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, e.mA.ID, "argent"); !errors.Is(err, provider.ErrReauthenticate) {
+			if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, testBinding, e.mA.ID, "argent"); !errors.Is(err, provider.ErrReauthenticate) {
 				t.Fatalf("a choice on an old authentication: %v, want ErrReauthenticate", err)
 			}
 			if after := e.count(`SELECT COUNT(*) FROM audit_events`); after != before || e.count(`SELECT COUNT(*) FROM oidc_codes`) != 0 {
@@ -326,7 +326,7 @@ func TestMaxAgeAndPromptLoginMakeTheAidantAuthenticateAgain(t *testing.T) {
 			// The aidant signs in again, a second later.
 			e.clock.add(time.Second)
 			again := provider.Acting{AidantID: e.a2.AidantID, OrganisationID: e.a2.OrganisationID, AuthTime: e.clock.now().Truncate(time.Second)}
-			target, err := e.p.IssueCode(e.ctx, again, f.request, e.mA.ID, "argent")
+			target, err := e.p.IssueCode(e.ctx, again, f.request, testBinding, e.mA.ID, "argent")
 			if err != nil {
 				t.Fatalf("the choice after the new authentication: %v", err)
 			}
@@ -368,7 +368,7 @@ func TestACRSaysWhatTheAidantsAuthenticationAchieved(t *testing.T) {
 			f := e.begin(e.jwt, c.edit)
 			a := e.acting(e.a2)
 			a.MFA = c.mfa
-			target, err := e.p.IssueCode(e.ctx, a, f.request, e.mA.ID, "argent")
+			target, err := e.p.IssueCode(e.ctx, a, f.request, testBinding, e.mA.ID, "argent")
 			if c.want == "" {
 				if !errors.Is(err, provider.ErrUnmetACR) {
 					t.Errorf("%s: %v, want ErrUnmetACR", c.name, err)
@@ -388,7 +388,7 @@ func TestACRSaysWhatTheAidantsAuthenticationAchieved(t *testing.T) {
 		}
 		// An unmet essential acr is answered to the service.
 		f := e.begin(e.jwt, essential("eidas2"))
-		target, err := e.p.Refuse(e.ctx, f.request, "unmet_authentication_requirements", "no second factor")
+		target, err := e.p.Refuse(e.ctx, f.request, testBinding, "unmet_authentication_requirements", "no second factor")
 		if u, _ := url.Parse(target); err != nil || u.Query().Get("error") != "unmet_authentication_requirements" || u.Query().Get("state") != f.state {
 			t.Errorf("refusal: %s %v", target, err)
 		}
@@ -439,7 +439,7 @@ func TestClaimsSubRestrictsWhoMayBeChosen(t *testing.T) {
 		f := e.begin(e.jwt, func(q url.Values) {
 			q.Set("claims", `{"id_token":{"sub":{"value":"`+sub+`"}}}`)
 		})
-		r, svc, err := e.p.Request(e.ctx, f.request)
+		r, svc, err := e.p.Request(e.ctx, f.request, testBinding)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -447,7 +447,7 @@ func TestClaimsSubRestrictsWhoMayBeChosen(t *testing.T) {
 		if err != nil || len(choices) != 1 || choices[0].MandateID != e.mA.ID {
 			t.Fatalf("choices for sub %s: %+v, %v; want Joséphine's mandate only", sub, choices, err)
 		}
-		if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, paul.ID, "argent"); !errors.Is(err, provider.ErrNotEligible) {
+		if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, testBinding, paul.ID, "argent"); !errors.Is(err, provider.ErrNotEligible) {
 			t.Fatalf("another person than the one asked: %v, want ErrNotEligible", err)
 		}
 		e.issue(f, e.a2, e.mA, "argent")
@@ -456,7 +456,7 @@ func TestClaimsSubRestrictsWhoMayBeChosen(t *testing.T) {
 		}
 		// Another service's sub for the same person names no one here.
 		g := e.begin(e.basic, func(q url.Values) { q.Set("claims", `{"userinfo":{"sub":{"value":"`+sub+`"}}}`) })
-		r, svc, _ = e.p.Request(e.ctx, g.request)
+		r, svc, _ = e.p.Request(e.ctx, g.request, testBinding)
 		if choices, err := e.p.Eligible(e.ctx, e.orgA.ID, r, svc, ""); err != nil || len(choices) != 0 {
 			t.Errorf("service B asking for service A's sub: %+v, %v", choices, err)
 		}
@@ -695,8 +695,9 @@ func TestAnAuthenticationMadeForTheRequestCountsToTheSecond(t *testing.T) {
 		e.clock.add(time.Duration(1500_000_000 - e.clock.now().Nanosecond()))
 		f := e.begin(e.jwt, func(q url.Values) { q.Set("prompt", "login") })
 		second := e.clock.now().Truncate(time.Second)
+		var err error
 		pending := func() *provider.AuthRequest {
-			r, _, err := e.p.Request(e.ctx, f.request)
+			r, _, err := e.p.Request(e.ctx, f.request, testBinding)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -707,13 +708,13 @@ func TestAnAuthenticationMadeForTheRequestCountsToTheSecond(t *testing.T) {
 		}
 		// An earlier authentication, even announced for this request,
 		// changes nothing.
-		if err := e.p.Authenticated(e.ctx, f.request, second.Add(-time.Second)); err != nil {
+		if f.request, err = e.p.Authenticated(f.request, testBinding, second.Add(-time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		if !pending().Reauthenticate(second) || !pending().Reauthenticate(second.Add(-time.Second)) {
 			t.Fatal("an authentication of the second before the request satisfied it")
 		}
-		if err := e.p.Authenticated(e.ctx, f.request, second); err != nil {
+		if f.request, err = e.p.Authenticated(f.request, testBinding, second); err != nil {
 			t.Fatal(err)
 		}
 		r := pending()
@@ -722,7 +723,7 @@ func TestAnAuthenticationMadeForTheRequestCountsToTheSecond(t *testing.T) {
 		}
 		a := e.acting(e.a2)
 		a.AuthTime = second
-		target, err := e.p.IssueCode(e.ctx, a, f.request, e.mA.ID, "argent")
+		target, err := e.p.IssueCode(e.ctx, a, f.request, testBinding, e.mA.ID, "argent")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -731,9 +732,10 @@ func TestAnAuthenticationMadeForTheRequestCountsToTheSecond(t *testing.T) {
 		if c := e.verify(e.jwt, first(e.tokens(f))); c["auth_time"] != float64(second.Unix()) {
 			t.Errorf("auth_time = %v, want %d", c["auth_time"], second.Unix())
 		}
-		// A request gone is no error: there is nothing to record.
-		if err := e.p.Authenticated(e.ctx, "inconnue", second); err != nil {
-			t.Error(err)
+		// A request gone is no error: it is given back as it came, and
+		// the chooser will say it is gone.
+		if got, err := e.p.Authenticated("inconnue", testBinding, second); err != nil || got != "inconnue" {
+			t.Errorf("Authenticated of an unknown request: %q, %v", got, err)
 		}
 	})
 }

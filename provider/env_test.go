@@ -45,6 +45,8 @@ const (
 	// scope is what the services ask for, unless a test says otherwise.
 	scope     = "openid given_name family_name birthdate"
 	jwtBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+	// testBinding is the binding secret of the aidant's browser.
+	testBinding = "the-binding-secret-of-the-aidants-browser"
 )
 
 var operator = audit.Actor{Kind: audit.ActorOperator, ID: "test"}
@@ -278,7 +280,7 @@ func (e *env) begin(c *client, edit func(url.Values)) *flow {
 	if svc.ID != c.svc.ID {
 		e.t.Fatalf("authorize answered for service %s, want %s", svc.ID, c.svc.ID)
 	}
-	if f.request, err = e.p.Save(e.ctx, r); err != nil {
+	if f.request, err = e.p.Seal(r, testBinding); err != nil {
 		e.t.Fatal(err)
 	}
 	return f
@@ -288,7 +290,7 @@ func (e *env) begin(c *client, edit func(url.Values)) *flow {
 // chosen by aidant a, and checks where the browser goes.
 func (e *env) issue(f *flow, a mandate.Actor, m *mandate.Mandate, dem string) {
 	e.t.Helper()
-	target, err := e.p.IssueCode(e.ctx, e.acting(a), f.request, m.ID, dem)
+	target, err := e.p.IssueCode(e.ctx, e.acting(a), f.request, testBinding, m.ID, dem)
 	if err != nil {
 		e.t.Fatalf("issue code: %v", err)
 	}

@@ -52,21 +52,21 @@ func TestDatabaseFailureIsNoRefusalOfTheAidantsChoice(t *testing.T) {
 			cancels bool // Cancel meets the failure too
 		}{
 			{"readers down", dbfault.Readers, "", true},
-			{"the pending request unreadable", dbfault.Readers, "FROM oidc_requests", true},
+			{"whether the request was answered unreadable", dbfault.Readers, "FROM spent_requests", true},
 			{"the mandate unreadable in the unit", dbfault.Writer, "FROM mandates WHERE id", false},
-			{"the pending request unreadable in the unit", dbfault.Writer, "COUNT(*) FROM oidc_requests", false},
+			{"the answer unrecordable in the unit", dbfault.Writer, "INSERT INTO spent_requests", false},
 			{"the writer down", dbfault.Writer, "", true},
 		} {
 			db.Fail(c.pools, c.text)
-			_, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, e.mA.ID, "argent")
+			_, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, testBinding, e.mA.ID, "argent")
 			if err == nil || refusal(err) {
 				t.Errorf("%s: IssueCode = %v, want the database's error", c.name, err)
 			}
-			if _, _, err := e.p.Request(e.ctx, f.request); c.pools == dbfault.Readers && (err == nil || refusal(err)) {
+			if _, _, err := e.p.Request(e.ctx, f.request, testBinding); c.pools == dbfault.Readers && (err == nil || refusal(err)) {
 				t.Errorf("%s: Request = %v, want the database's error", c.name, err)
 			}
 			if c.cancels {
-				if _, err := e.p.Cancel(e.ctx, f.request); err == nil || refusal(err) {
+				if _, err := e.p.Cancel(e.ctx, f.request, testBinding); err == nil || refusal(err) {
 					t.Errorf("%s: Cancel = %v, want the database's error", c.name, err)
 				}
 			}
@@ -75,10 +75,10 @@ func TestDatabaseFailureIsNoRefusalOfTheAidantsChoice(t *testing.T) {
 		}
 		// The genuine refusals stay refusals: another organisation's
 		// mandate is not eligible, and that is what gets journaled.
-		if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, e.mB.ID, "argent"); !errors.Is(err, provider.ErrNotEligible) {
+		if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, testBinding, e.mB.ID, "argent"); !errors.Is(err, provider.ErrNotEligible) {
 			t.Errorf("another organisation's mandate: %v, want ErrNotEligible", err)
 		}
-		if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), "an unknown request", e.mA.ID, "argent"); !errors.Is(err, provider.ErrRequestGone) {
+		if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), "an unknown request", testBinding, e.mA.ID, "argent"); !errors.Is(err, provider.ErrRequestGone) {
 			t.Errorf("an unknown request: %v, want ErrRequestGone", err)
 		}
 		e.issue(f, e.a2, e.mA, "argent")

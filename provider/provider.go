@@ -25,6 +25,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -35,6 +36,7 @@ import (
 	"time"
 
 	"aidants/audit"
+	"aidants/internal/seal"
 	"aidants/keys"
 	"aidants/mandate"
 	"aidants/store"
@@ -89,6 +91,7 @@ type Provider struct {
 	logger   *slog.Logger
 	now      func() time.Time
 	purged   atomic.Int64 // when expired rows were last purged, Unix ms
+	pending  *seal.Sealer // pending authorization requests
 	services sync.Map     // id → *cachedService
 
 	// ClientCredentials, when set, serves the client credentials grant
@@ -110,8 +113,12 @@ func New(cfg Config, log *audit.Log, k *keys.Manager, m *mandate.Service) (*Prov
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	pending, err := seal.New(cfg.PairwiseSecret, "pending authorization request", RequestTTL)
+	if err != nil {
+		return nil, fmt.Errorf("provider: %w", err)
+	}
 	return &Provider{cfg: cfg, issuer: strings.TrimSuffix(cfg.Issuer, "/"), log: log, db: log.DB(), keys: k, mandates: m,
-		logger: cfg.Logger, now: log.Now}, nil
+		logger: cfg.Logger, now: log.Now, pending: pending}, nil
 }
 
 // Issuer is the provider's issuer identifier.
@@ -228,13 +235,14 @@ func releases(scopes []string, name string) bool {
 	return false
 }
 
-// purgeEvery is how often expired requests, codes, tokens and client
-// assertions are deleted.
+// purgeEvery is how often expired codes, tokens and client assertions
+// are deleted.
 const purgeEvery = 10 * time.Second
 
-// purge deletes, at most once per purgeEvery, what has expired: pending
-// requests, codes (kept for as long as the tokens they gave may live, so
-// that a replay still revokes them), tokens and client assertions' jti.
+// purge deletes, at most once per purgeEvery and inside a write an
+// authenticated client or aidant asked for, what has expired: codes (kept
+// for as long as the tokens they gave may live, so that a replay still
+// revokes them), tokens and client assertions' jti.
 func (p *Provider) purge(tx *audit.Tx) error {
 	now := tx.Now()
 	last := p.purged.Load()
@@ -245,7 +253,6 @@ func (p *Provider) purge(tx *audit.Tx) error {
 		sql    string
 		before time.Time
 	}{
-		{`DELETE FROM oidc_requests WHERE expires_at < ?`, now},
 		{`DELETE FROM oidc_codes WHERE expires_at < ?`, now.Add(-p.cfg.AccessTokenTTL)},
 		{`DELETE FROM oidc_tokens WHERE expires_at < ?`, now},
 		{`DELETE FROM client_assertions WHERE expires_at < ?`, now},

@@ -230,7 +230,7 @@ func TestRevocationBitesAtOnce(t *testing.T) {
 			wantError(t, "token after the end", e.redeem(after, nil), http.StatusBadRequest, "invalid_grant")
 			wantError(t, "userinfo after the end", e.userinfo(at, nil), http.StatusUnauthorized, "invalid_token")
 			f := e.begin(e.jwt, nil)
-			if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, e.mA.ID, "argent"); !errors.Is(err, provider.ErrNotEligible) {
+			if _, err := e.p.IssueCode(e.ctx, e.acting(e.a2), f.request, testBinding, e.mA.ID, "argent"); !errors.Is(err, provider.ErrNotEligible) {
 				t.Errorf("a code for an expired mandate: err = %v, want ErrNotEligible", err)
 			}
 		}},

@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"sync"
 	"time"
 
@@ -58,6 +59,7 @@ type DB struct {
 	Path string
 
 	stop, stopped chan struct{} // the SQLite checkpointer
+	checkpointed  atomic.Int64  // Unix ms of the last complete checkpoint
 	closing       sync.Once
 }
 
@@ -190,6 +192,7 @@ func (db *DB) checkpointer(ck *sql.DB, limit int64) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	wal := db.Path + "-wal"
+	db.checkpointed.Store(time.Now().UnixMilli())
 	for {
 		select {
 		case <-db.stop:
@@ -199,13 +202,41 @@ func (db *DB) checkpointer(ck *sql.DB, limit int64) {
 			// A WAL a quarter of its bound is truncated (a full checkpoint
 			// first), which leaves room for what the writer appends
 			// meanwhile; otherwise a passive checkpoint keeps up.
+			mode := "PASSIVE"
 			if st, err := os.Stat(wal); err == nil && st.Size() > limit/4 {
-				ck.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
-				continue
+				mode = "TRUNCATE"
 			}
-			ck.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+			var busy, frames, copied int64
+			if err := ck.QueryRow(`PRAGMA wal_checkpoint(`+mode+`)`).Scan(&busy, &frames, &copied); err == nil && busy == 0 && copied >= frames {
+				db.checkpointed.Store(time.Now().UnixMilli())
+			}
 		}
 	}
+}
+
+// CheckpointAge is how long ago the checkpointer last copied the whole
+// WAL back into the database file (SQLite; 0 for PostgreSQL, or when
+// another process checkpoints). A growing age means a long reader holds
+// the WAL, which then grows past its bound.
+func (db *DB) CheckpointAge() time.Duration {
+	last := db.checkpointed.Load()
+	if last == 0 {
+		return 0
+	}
+	return time.Since(time.UnixMilli(last))
+}
+
+// WALSize is the size of SQLite's write-ahead log in bytes (0 for
+// PostgreSQL).
+func (db *DB) WALSize() int64 {
+	if db.Dialect != SQLite {
+		return 0
+	}
+	st, err := os.Stat(db.Path + "-wal")
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 func openPostgres(ctx context.Context, dsn string, opts Options) (*DB, error) {

@@ -35,7 +35,7 @@ func (s *Server) oidcAuthorize(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, s.promptNone(r, req).URL(s.provider.Issuer()), http.StatusSeeOther)
 		return nil
 	}
-	token, err := s.provider.Save(r.Context(), req)
+	token, err := s.provider.Seal(req, s.auth.Binding(w, r))
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) error {
 	if !s.fresh(w, r, actPath(token)) {
 		return nil
 	}
-	req, svc, err := s.provider.Request(r.Context(), token)
+	req, svc, err := s.provider.Request(r.Context(), token, s.auth.BrowserBinding(r))
 	if errors.Is(err, provider.ErrRequestGone) {
 		return s.requestGone(w, r)
 	}
@@ -102,13 +102,21 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) error {
 func actPath(token string) string { return "/agir?demande=" + url.QueryEscape(token) }
 
 // authenticatedFor tells the provider that an aidant's authentication was
-// made for the request whose chooser it returns to, if any.
-func (s *Server) authenticatedFor(r *http.Request, returnTo string, authTime time.Time) error {
+// made for the request whose chooser it returns to, if any, and returns
+// where to go: that chooser, with the request as it now reads.
+func (s *Server) authenticatedFor(r *http.Request, returnTo string, authTime time.Time) (string, error) {
 	u, err := url.Parse(returnTo)
 	if err != nil || u.Path != "/agir" || u.Query().Get("demande") == "" || s.provider == nil {
-		return nil
+		return returnTo, nil
 	}
-	return s.provider.Authenticated(r.Context(), u.Query().Get("demande"), authTime)
+	q := u.Query()
+	token, err := s.provider.Authenticated(q.Get("demande"), s.auth.BrowserBinding(r), authTime)
+	if err != nil {
+		return "", err
+	}
+	q.Set("demande", token)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 // reauthenticate sends the aidant to authenticate again at the aidants'
@@ -129,7 +137,7 @@ func (s *Server) reauthenticate(w http.ResponseWriter, r *http.Request, token st
 // unmetACR answers the service that the aidant's authentication cannot
 // reach the level it asked as essential.
 func (s *Server) unmetACR(w http.ResponseWriter, r *http.Request, token string) error {
-	target, err := s.provider.Refuse(r.Context(), token, "unmet_authentication_requirements",
+	target, err := s.provider.Refuse(r.Context(), token, s.auth.BrowserBinding(r), "unmet_authentication_requirements",
 		"the aidant's authentication does not reach the essential acr asked")
 	if errors.Is(err, provider.ErrRequestGone) {
 		return s.requestGone(w, r)
@@ -165,7 +173,7 @@ func (s *Server) actChoose(w http.ResponseWriter, r *http.Request) error {
 	var target string
 	if p.IsAidant {
 		target, err = s.provider.IssueCode(r.Context(), provider.Acting{AidantID: p.AidantID, OrganisationID: p.OrganisationID,
-			AuthTime: p.AuthTime, MFA: p.MFA}, token, r.PostFormValue("mandat"), r.PostFormValue("demarche"))
+			AuthTime: p.AuthTime, MFA: p.MFA}, token, s.auth.BrowserBinding(r), r.PostFormValue("mandat"), r.PostFormValue("demarche"))
 	}
 	switch {
 	case errors.Is(err, provider.ErrRequestGone):
@@ -192,7 +200,7 @@ func (s *Server) actChoose(w http.ResponseWriter, r *http.Request) error {
 
 // actCancel tells the service the aidant chose nobody.
 func (s *Server) actCancel(w http.ResponseWriter, r *http.Request) error {
-	target, err := s.provider.Cancel(r.Context(), r.PostFormValue("demande"))
+	target, err := s.provider.Cancel(r.Context(), r.PostFormValue("demande"), s.auth.BrowserBinding(r))
 	if errors.Is(err, provider.ErrRequestGone) {
 		return s.requestGone(w, r)
 	}

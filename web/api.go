@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"aidants/audit"
+	"aidants/auth"
 	"aidants/witness"
 )
 
@@ -109,16 +110,25 @@ func (s *Server) metricsFor(w http.ResponseWriter, r *http.Request, internal boo
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	refusals *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry, log *audit.Log, ws *witness.Service) *metrics {
+func newMetrics(reg *prometheus.Registry, log *audit.Log, ws *witness.Service, a *auth.Service) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aidants_http_requests_total", Help: "HTTP requests by route and status."}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "aidants_http_request_duration_seconds", Help: "HTTP request latency by route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}, []string{"route"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aidants_signin_refusals_total",
+			Help: "Sign-ins refused at the providers' callbacks, by provider and reason."}, []string{"provider", "reason"}),
 	}
 	st := log.Stats()
-	reg.MustRegister(m.requests, m.duration,
+	db := log.DB()
+	reg.MustRegister(m.requests, m.duration, m.refusals,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aidants_sqlite_checkpoint_age_seconds",
+			Help: "Time since the whole SQLite WAL was last copied back into the database (0 on PostgreSQL)."},
+			func() float64 { return db.CheckpointAge().Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aidants_sqlite_wal_bytes", Help: "Size of the SQLite write-ahead log (0 on PostgreSQL)."},
+			func() float64 { return float64(db.WALSize()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_audit_batches_total", Help: "Transactions committed by the audit writer."}, func() float64 { return float64(st.Batches.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_audit_units_total", Help: "Units of work run by the audit writer."}, func() float64 { return float64(st.Units.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aidants_audit_units_failed_total", Help: "Units of work that failed."}, func() float64 { return float64(st.Failed.Load()) }),
@@ -149,7 +159,31 @@ func newMetrics(reg *prometheus.Registry, log *audit.Log, ws *witness.Service) *
 	if ws != nil {
 		ws.Register(reg)
 	}
+	if a != nil {
+		a.Register(reg)
+	}
 	return m
+}
+
+// signInRefused counts a refused sign-in by its reason: the account's
+// (auth.RefusedError), no second factor, a callback that is not valid, an
+// answer that does not verify, or the person cancelled.
+func (m *metrics) signInRefused(provider auth.Provider, err error) {
+	var refused *auth.RefusedError
+	reason := "other"
+	switch {
+	case errors.As(err, &refused):
+		reason = refused.Reason
+	case errors.Is(err, auth.ErrMFARequired):
+		reason = "mfa_required"
+	case errors.Is(err, auth.ErrCancelled):
+		reason = "cancelled"
+	case errors.Is(err, auth.ErrBadCallback):
+		reason = "bad_callback"
+	case errors.Is(err, auth.ErrBadToken):
+		reason = "bad_token"
+	}
+	m.refusals.WithLabelValues(string(provider), reason).Inc()
 }
 
 func boolGauge(b bool) float64 {

@@ -12,7 +12,7 @@ import (
 // franceConnectCallback is FranceConnect's own redirect URI; it serves
 // every purpose of a FranceConnect sign-in.
 func (s *Server) franceConnectCallback(w http.ResponseWriter, r *http.Request) error {
-	a, err := s.auth.Complete(r, auth.FranceConnect)
+	a, err := s.auth.Complete(w, r, auth.FranceConnect)
 	if err != nil {
 		return s.fcRefusal(w, r, err, "/")
 	}
@@ -84,6 +84,7 @@ func (s *Server) fcRefusal(w http.ResponseWriter, r *http.Request, err error, re
 		return err
 	}
 	s.logger.Info("franceconnect answer refused", "request_id", requestID(r.Context()), "err", err.Error())
+	s.metrics.signInRefused(auth.FranceConnect, err)
 	s.render(w, r, status, "refus", p)
 	return nil
 }

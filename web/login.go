@@ -79,17 +79,18 @@ type refusalPage struct {
 
 // aidantCallback is the aidants' provider's own redirect URI.
 func (s *Server) aidantCallback(w http.ResponseWriter, r *http.Request) error {
-	a, err := s.auth.Complete(r, auth.Aidants)
+	a, err := s.auth.Complete(w, r, auth.Aidants)
 	if err == nil {
 		err = s.auth.FinishAidant(w, r, a)
 	}
 	if err == nil {
 		// An authentication on the way to a service's request counts for
 		// it, to the second (max_age, prompt=login).
-		if err := s.authenticatedFor(r, a.ReturnTo, a.AuthTime); err != nil {
+		target, err := s.authenticatedFor(r, a.ReturnTo, a.AuthTime)
+		if err != nil {
 			return err
 		}
-		http.Redirect(w, r, a.ReturnTo, http.StatusSeeOther)
+		http.Redirect(w, r, target, http.StatusSeeOther)
 		return nil
 	}
 	p := &refusalPage{Page: s.base(r), Retry: "/connexion/aidant", RetryLabel: "Recommencer la connexion"}
@@ -122,6 +123,7 @@ func (s *Server) aidantCallback(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.logger.Info("sign-in refused", "request_id", requestID(r.Context()), "err", err.Error())
+	s.metrics.signInRefused(auth.Aidants, err)
 	s.render(w, r, status, "refus", p)
 	return nil
 }

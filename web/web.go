@@ -114,16 +114,17 @@ func New(opts Options, d Deps) (*Server, error) {
 		browser: http.NewServeMux(), api: http.NewServeMux(), root: http.NewServeMux(),
 		logger: opts.Logger,
 	}
-	s.metrics = newMetrics(opts.Registry, d.Log, d.Witnessing)
+	s.metrics = newMetrics(opts.Registry, d.Log, d.Witnessing, d.Auth)
 	s.limits = newLimits(opts.Limits)
 	s.csp = contentSecurityPolicy(opts.FormActions)
 	s.routes()
 	return s, nil
 }
 
-// Run does the server's background work until ctx ends: the journal of
-// throttled requests.
+// Run does the server's background work until ctx ends: the sweep of
+// expired records of used requests, the journal of throttled requests.
 func (s *Server) Run(ctx context.Context) {
+	go s.auth.RunSweeper(ctx)
 	if len(s.limits.all) > 0 {
 		w := s.opts.Limits.Window
 		if w <= 0 {

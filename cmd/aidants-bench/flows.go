@@ -433,6 +433,9 @@ func benchFlows(ctx context.Context, o options, r *report) error {
 			return fmt.Errorf("mandate for %s: %w", p, err)
 		}
 	}
+	if r.anonymous, err = measureAnonymous(s, clientID, key, redirect); err != nil {
+		return err
+	}
 	var all []*agent
 	for _, n := range o.flowClients {
 		for len(all) < n {
@@ -449,6 +452,39 @@ func benchFlows(ctx context.Context, o options, r *report) error {
 		r.flows = append(r.flows, res)
 	}
 	return nil
+}
+
+// anonymousCost is what anonymous visits cost the journal's writer.
+type anonymousCost struct {
+	visits int
+	units  float64
+}
+
+// measureAnonymous opens, from fresh browsers, the aidants' sign-in and a
+// service's authorization request, following every redirect (to the
+// identity provider's page, to the page that asks the visitor to sign in),
+// and counts the writer's units meanwhile.
+func measureAnonymous(s *server, clientID string, key jose.JSONWebKey, redirect string) (*anonymousCost, error) {
+	const visits = 200
+	before := s.writerStats()
+	for i := range visits {
+		a := newAgent(s, clientID, key, redirect)
+		resp, _, err := a.get(s.url + "/connexion/aidant")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("anonymous sign-in start %d: %v %v", i, resp.StatusCode, err)
+		}
+		q := url.Values{"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect},
+			"scope": {"openid given_name"}, "state": {fmt.Sprint("anonyme-", i)}, "nonce": {fmt.Sprint("n-", i)},
+			"code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())}, "code_challenge_method": {"S256"}}
+		a = newAgent(s, clientID, key, redirect)
+		resp, _, err = a.get(s.url + "/oidc/authorize?" + q.Encode())
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("anonymous authorization request %d: %v at %v, %v", i, resp.StatusCode, resp.Request.URL, err)
+		}
+	}
+	c := &anonymousCost{visits: visits, units: s.writerStats().minus(before).units}
+	logf("flows: %d anonymous sign-in starts and %d authorization requests cost %.0f writer units", visits, visits, c.units)
+	return c, nil
 }
 
 // measureFlows runs the flows with the given clients, interleaved with the

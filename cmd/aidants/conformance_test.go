@@ -78,8 +78,8 @@ func TestPromptNoneIsAnsweredAtOnce(t *testing.T) {
 			t.Errorf("%s: %d, Location %q; want %s at the service", c.name, status, loc, c.want)
 		}
 	}
-	if n := count(t, openDB(t, in.s), `SELECT COUNT(*) FROM oidc_requests`); n != 0 {
-		t.Errorf("%d requests wait on the server", n)
+	if n := count(t, openDB(t, in.s), `SELECT COUNT(*) FROM spent_requests WHERE kind = 'authorization'`); n != 0 {
+		t.Errorf("%d requests were recorded on the server", n)
 	}
 }
 

@@ -161,20 +161,20 @@ func databaseFailures(t *testing.T, d store.Dialect) {
 		t.Fatalf("no chooser:\n%s", body)
 	}
 	choice := url.Values{"demande": {demande[1]}, "mandat": {id}, "demarche": {"argent"}}
-	o.during("chooser", dbfault.Readers, "FROM oidc_requests", func() {
+	o.during("chooser", dbfault.Readers, "FROM spent_requests", func() {
 		_, status, body := get(t, aidant, s.URL+"/agir?demande="+url.QueryEscape(demande[1]))
 		wantServerError(t, "chooser", status, body)
 	})
 	for _, c := range []struct {
 		pools dbfault.Pools
 		text  string
-	}{{dbfault.Readers, "FROM oidc_requests"}, {dbfault.Writer, "FROM mandates WHERE id"}, {dbfault.Writer, "COUNT(*) FROM oidc_requests"}} {
+	}{{dbfault.Readers, "FROM spent_requests"}, {dbfault.Writer, "FROM mandates WHERE id"}, {dbfault.Writer, "INSERT INTO spent_requests"}} {
 		o.during("choice, failing on "+c.text, c.pools, c.text, func() {
 			_, status, body := postForm(t, aidant, s.URL+"/agir", choice)
 			wantServerError(t, "choice, failing on "+c.text, status, body)
 		})
 	}
-	o.during("cancel", dbfault.Readers, "FROM oidc_requests", func() {
+	o.during("cancel", dbfault.Readers, "FROM spent_requests", func() {
 		_, status, body := postForm(t, aidant, s.URL+"/agir/annuler", url.Values{"demande": {demande[1]}})
 		wantServerError(t, "cancel", status, body)
 	})
@@ -294,7 +294,7 @@ func databaseFailuresOfTheAuditorsAPI(t *testing.T, s *testServer, in *instance,
 // "no longer valid" nor "access refused", and no aidant.login_refused is
 // written for an aidant the directory could not read.
 func databaseFailuresOfTheSignIn(t *testing.T, s *testServer, o outage) {
-	for _, text := range []string{"FROM auth_requests WHERE state_hash", "FROM aidants WHERE issuer", "FROM memberships m JOIN"} {
+	for _, text := range []string{"INSERT INTO spent_requests", "FROM aidants WHERE issuer", "FROM memberships m JOIN"} {
 		b := browser(t)
 		page, status, body := get(t, b, s.URL+"/connexion/aidant")
 		req, act := hiddenRequest.FindStringSubmatch(body), formAction.FindStringSubmatch(body)

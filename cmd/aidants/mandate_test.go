@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"html"
 	"io"
@@ -13,10 +14,12 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
 	"aidants/devidp"
+	"aidants/internal/seal"
 	"aidants/mandate"
 	"aidants/store"
 )
@@ -240,8 +243,9 @@ func TestFranceConnectAnswerForAnotherDraftIsRefused(t *testing.T) {
 	page, _, _ = postForm(t, c, s.URL+"/mandats/nouveau", onSiteForm("social"))
 	d2 := draftPath.FindStringSubmatch(page)[1]
 	// The person authenticates for draft 2 (nonce bound to d2) but the
-	// answer is made to look like one for draft 1: the auth request of d2
-	// is rewritten to name d1, as a forged or confused callback would.
+	// answer is made to look like one for draft 1: the pending sign-in of
+	// d2, sealed in the browser, is resealed to name d1 — which takes the
+	// instance's session secret, as a forged or confused callback would.
 	db := openDB(t, s)
 	noRedirect := *c
 	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -252,14 +256,37 @@ func TestFranceConnectAnswerForAnotherDraftIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	w, err := store.Open(context.Background(), "sqlite", filepath.Join(s.Data, "aidants.db"), store.Options{NoCheckpointer: true})
+	secrets, err := loadDevSecrets(s.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
-	if _, err := w.W.Exec(`UPDATE auth_requests SET data = ? WHERE data = ?`, d1, d2); err != nil {
+	secret, _ := base64.StdEncoding.DecodeString(secrets.SessionSecret)
+	sealer, err := seal.New(secret, "pending sign-in", 10*time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
+	u, _ := url.Parse(s.URL)
+	var pending []*http.Cookie
+	for _, ck := range c.Jar.Cookies(u) {
+		if strings.HasPrefix(ck.Name, "aidants-connexion-") {
+			var v map[string]any
+			if err := sealer.Open(ck.Name, ck.Value, &v); err != nil {
+				t.Fatalf("open the pending sign-in: %v", err)
+			}
+			if v["d"] != d2 {
+				t.Fatalf("the pending sign-in names %v, want the draft %s", v["d"], d2)
+			}
+			v["d"] = d1
+			if ck.Value, err = sealer.Seal(ck.Name, v); err != nil {
+				t.Fatal(err)
+			}
+			pending = append(pending, ck)
+		}
+	}
+	if len(pending) != 1 {
+		t.Fatalf("%d pending sign-ins in the browser, want 1", len(pending))
+	}
+	c.Jar.SetCookies(u, pending)
 	_, status, body := pickIdentity(t, c, resp.Header.Get("Location"), devidp.SubJosephine)
 	if status != http.StatusBadRequest || !strings.Contains(body, "ne correspond pas à ce projet de mandat") {
 		t.Fatalf("foreign nonce: %d\n%s", status, body)

@@ -181,6 +181,18 @@ func TestZitadelProviderSignsInWithPwdAllowedAndIsRefusedByDefault(t *testing.T)
 	if strings.Contains(s.Log.String(), email) || strings.Contains(s.Log.String(), "Durand") {
 		t.Errorf("the log names the aidant:\n%s", s.Log)
 	}
+	// The metrics count the refusal by its reason, and measured the
+	// provider's answers.
+	_, _, metrics := newStepper(t).do(http.MethodGet, s.URL+"/metrics", nil)
+	for _, want := range []string{`aidants_signin_refusals_total{provider="aidants",reason="mfa_required"} 1`,
+		`aidants_idp_request_duration_seconds_count{provider="aidants"}`, "aidants_sqlite_checkpoint_age_seconds", "aidants_sqlite_wal_bytes"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(metrics, `aidants_idp_request_duration_seconds_count{provider="aidants"} 0`) {
+		t.Error("no request to the provider was measured")
+	}
 	s.Stop()
 	db := r.db()
 	if n := count(t, db, `SELECT COUNT(*) FROM sessions`); n != 0 {
