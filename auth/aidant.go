@@ -46,10 +46,16 @@ func (s *Service) FinishAidant(w http.ResponseWriter, r *http.Request, a *Answer
 	}
 	p := s.rps[Aidants]
 	if p.cfg.RequireMFA && !a.MFA {
-		if err := s.refuse(r.Context(), "", "mfa_required"); err != nil {
+		// Named when the records know them, so that their référent sees
+		// why they cannot sign in; nothing is bound.
+		id, err := s.whoWouldSignIn(r.Context(), a)
+		if err != nil {
 			return err
 		}
-		err := p.mfaRefusal(a.Claims, ErrMFARequired)
+		if err := s.refuse(r.Context(), id, "mfa_required"); err != nil {
+			return err
+		}
+		err = p.mfaRefusal(a.Claims, ErrMFARequired)
 		s.logRefusal(err)
 		return err
 	}
@@ -61,6 +67,34 @@ func (s *Service) FinishAidant(w http.ResponseWriter, r *http.Request, a *Answer
 	}
 	return fmt.Errorf("%w: purpose %q", ErrBadCallback, a.Purpose)
 }
+
+// whoWouldSignIn finds the aidant an answer names (their identity, or a
+// pending aidant's verified email) without binding anyone: "" when no
+// one.
+func (s *Service) whoWouldSignIn(ctx context.Context, a *Answer) (string, error) {
+	email := a.Claim("email")
+	if verified, _ := emailVerified(a.Claims); s.rps[Aidants].cfg.MatchEmailRequiresVerified && !verified {
+		email = ""
+	}
+	var id string
+	err := s.log.Write(ctx, func(tx *audit.Tx) error {
+		aid, err := org.Resolve(tx, org.Identity{Issuer: a.Issuer, Subject: a.Subject, Email: email})
+		if errors.Is(err, org.ErrNotFound) {
+			return errRollback
+		}
+		if err != nil {
+			return err
+		}
+		id = aid.ID
+		return errRollback // a pending aidant's binding is undone
+	})
+	if err != nil && !errors.Is(err, errRollback) {
+		return "", fmt.Errorf("auth: find the aidant: %w", err)
+	}
+	return id, nil
+}
+
+var errRollback = errors.New("roll back")
 
 func (s *Service) login(w http.ResponseWriter, r *http.Request, a *Answer) error {
 	// A previous session of this browser ends here: one person, one session.
@@ -112,6 +146,11 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request, a *Answer) error
 		secret, err = startSession(tx, "aidant", aid.ID, current.OrganisationID, a.AuthTime, a.MFA)
 		if err != nil {
 			return err
+		}
+		if aid.LastRefusal != "" {
+			if _, err := tx.Exec(`UPDATE aidants SET last_refusal = NULL WHERE id = ?`, aid.ID); err != nil {
+				return err
+			}
 		}
 		_, err = tx.Append(audit.Event{Type: audit.AidantLogin, Actor: audit.Actor{Kind: audit.ActorAidant, ID: aid.ID},
 			Aidant: aid.ID, Organisation: current.OrganisationID, Detail: map[string]any{"mfa": a.MFA}})
@@ -185,6 +224,11 @@ func (s *Service) refuse(ctx context.Context, aidantID, reason string) error {
 		actor.ID = aidantID
 	}
 	err := s.log.Write(ctx, func(tx *audit.Tx) error {
+		if aidantID != "" {
+			if _, err := tx.Exec(`UPDATE aidants SET last_refusal = ? WHERE id = ?`, reason, aidantID); err != nil {
+				return err
+			}
+		}
 		_, err := tx.Append(audit.Event{Type: audit.AidantLoginRefused, Actor: actor, Aidant: aidantID, Reason: reason})
 		return err
 	})

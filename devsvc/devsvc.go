@@ -22,6 +22,8 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
+
+	"aidants/mandate"
 )
 
 // Options configures the demo service.
@@ -161,7 +163,7 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 		oauth2.SetAuthURLParam("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
 		oauth2.SetAuthURLParam("client_assertion", assertion))
 	if err != nil {
-		s.render(w, http.StatusBadRequest, page{Error: "Le code n'a pas pu être échangé : " + err.Error()})
+		s.render(w, http.StatusBadRequest, page{Error: "Le code n'a pas pu être échangé contre les jetons de la personne."})
 		return
 	}
 	raw, _ := tok.Extra("id_token").(string)
@@ -226,30 +228,67 @@ func (s *Service) render(w http.ResponseWriter, status int, p page) {
 	pageTemplate.Execute(w, p)
 }
 
-var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
+// frenchDay writes "2026-03-12" (or an RFC 3339 instant) as "12 mars 2026".
+func frenchDay(s string) string {
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		if t, err = time.Parse(time.RFC3339, s); err != nil {
+			return s
+		}
+		t = t.In(mandate.Paris)
+	}
+	return mandate.FrenchDay(t)
+}
+
+var pageFuncs = template.FuncMap{
+	"day": frenchDay,
+	"born": func(gender string) string {
+		return map[string]string{"female": "née le", "male": "né le"}[gender]
+	},
+	"level": func(acr string) string {
+		if l, ok := map[string]string{"eidas1": "faible", "eidas2": "substantiel", "eidas3": "élevé"}[acr]; ok {
+			return l
+		}
+		return "non précisé"
+	},
+	"demarche": mandate.Label,
+	"ref":      mandate.Ref,
+}
+
+var pageTemplate = template.Must(template.New("page").Funcs(pageFuncs).Parse(`<!doctype html>
 <html lang="fr">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Service démo — Aidants (développement)</title>
 <link rel="stylesheet" href="/static/aidants.css"></head>
 <body>
-<div class="dev-banner" role="note"><strong>Service public de démonstration</strong> — un client OpenID Connect du fournisseur d'Aidants, en mode développement.</div>
-<main id="contenu" class="wrap">
+<a class="skip" href="#contenu">Aller au contenu</a>
+<header class="site"><div class="dev-banner" role="note"><strong>Service public de démonstration</strong> — un service en ligne qui utilise Aidants, en mode développement.</div></header>
+<main id="contenu" class="wrap" tabindex="-1">
 <h1>Service démo des impôts et des aides</h1>
 {{with .Error}}<div class="alert" role="alert"><p>{{.}}</p></div>{{end}}
 {{with .Claims}}
 <section class="card" aria-labelledby="personne">
   <h2 id="personne">La personne</h2>
-  <p><strong>{{.GivenName}} {{.FamilyName}}</strong>, née ou né le {{.Birthdate}}{{with .Birthplace}} (lieu {{.}}){{end}}</p>
-  <p class="muted">Identifiant pour ce service : <code>{{.Subject}}</code> — niveau {{.ACR}}</p>
+  <p><strong>{{.GivenName}} {{.FamilyName}}</strong>, {{with born .Gender}}{{.}}{{else}}date de naissance :{{end}} {{day .Birthdate}}</p>
+  <p>Garantie de son identité : niveau {{level .ACR}}.</p>
 </section>
 <section class="card" aria-labelledby="qui">
   <h2 id="qui">Qui agit</h2>
   {{$c := .}}{{range .AuthorizationDetails}}
-  <p id="agit">Démarche faite par {{$c.Act.GivenName}} {{$c.Act.FamilyName}} ({{$c.Act.Organisation.Name}}, SIRET {{$c.Act.Organisation.SIRET}}) sous le mandat n° {{.Identifier}}</p>
-  <p>Démarche : {{range .Actions}}{{.}} {{end}}{{with $c.RepScope}}— périmètre FranceConnect : {{range .}}{{.}} {{end}}{{end}} ; mandat valable jusqu'au {{.ExpiresAt}}.</p>
+  <p id="agit">Démarche faite par {{$c.Act.GivenName}} {{$c.Act.FamilyName}} ({{$c.Act.Organisation.Name}}, SIRET {{$c.Act.Organisation.SIRET}}), au titre du mandat n° {{ref .Identifier}}.</p>
+  <p>Démarche autorisée : {{range $i, $a := .Actions}}{{if $i}}, {{end}}{{demarche $a}}{{end}}. Mandat valable jusqu'au {{day .ExpiresAt}}.</p>
   {{end}}
-  <p class="muted">Identifiant de l'aidant pour ce service : <code>{{.Act.Subject}}</code></p>
 </section>
+<details class="ids"><summary>Ce que le service a reçu, tel quel</summary>
+  <dl>
+    <dt>Identifiant de la personne pour ce service</dt><dd><code>{{.Subject}}</code></dd>
+    <dt>Niveau d'identité (acr)</dt><dd><code>{{.ACR}}</code></dd>
+    {{with .Birthplace}}<dt>Commune de naissance (code officiel)</dt><dd><code>{{.}}</code></dd>{{end}}
+    <dt>Identifiant de l'aidant pour ce service</dt><dd><code>{{.Act.Subject}}</code></dd>
+    {{range .AuthorizationDetails}}<dt>Mandat</dt><dd><code>{{.Identifier}}</code>, démarches <code>{{range .Actions}}{{.}} {{end}}</code>, jusqu'au <code>{{.ExpiresAt}}</code></dd>{{end}}
+    {{with .RepScope}}<dt>Périmètre FranceConnect (rep_scope)</dt><dd><code>{{range .}}{{.}} {{end}}</code></dd>{{end}}
+  </dl>
+</details>
 <p><a class="button secondary" href="{{$.Logout}}">Terminer la démarche et revenir à Aidants</a></p>
 {{else}}
 <p class="lead">Ce service reçoit l'identité de la personne <em>et</em> sait qui agit pour elle, au titre de quel mandat.</p>

@@ -31,6 +31,7 @@ var (
 	ErrExpired           = errors.New("mandate: expired")
 	ErrNotRenewable      = errors.New("mandate: can no longer be renewed")
 	ErrReason            = errors.New("mandate: a reason is required")
+	ErrReasonText        = errors.New("mandate: the reason's text is missing or too long")
 	ErrIdentity          = errors.New("mandate: the FranceConnect identity lacks claims a mandate needs")
 )
 

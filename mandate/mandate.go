@@ -43,7 +43,11 @@ type Mandate struct {
 	RevokedAt      store.Time `db:"revoked_at"`
 	RevokedByKind  string     `db:"revoked_by_kind"`
 	RevokedBy      string     `db:"revoked_by"`
-	RevokeReason   string     `db:"revoke_reason"`
+	// RevokeReason is a code of RevokeReasons (or, on mandates revoked
+	// before codes, the text typed then); RevokeText the hash of the free
+	// text given with it, kept erasable (audit.FreeTextOf).
+	RevokeReason string `db:"revoke_reason"`
+	RevokeText   string `db:"revoke_text"`
 	// Démarches, with their own revocations.
 	Demarches []MandateDemarche `db:"-"`
 }
@@ -56,6 +60,7 @@ type MandateDemarche struct {
 	RevokedByKind string     `db:"revoked_by_kind"`
 	RevokedBy     string     `db:"revoked_by"`
 	Reason        string     `db:"revoke_reason"`
+	Text          string     `db:"revoke_text"`
 }
 
 // Label is the démarche's French label.
@@ -66,10 +71,10 @@ func (d MandateDemarche) Revoked() bool { return !d.RevokedAt.IsZero() }
 
 const mandateColumns = `id, organisation_id, usager_id, created_by, created_at, expires_at, method, draft_id,
 	COALESCE(renews, '') AS renews, jws, evidence_token, evidence_jwk, revoked_at, COALESCE(revoked_by_kind, '') AS revoked_by_kind,
-	COALESCE(revoked_by, '') AS revoked_by, COALESCE(revoke_reason, '') AS revoke_reason`
+	COALESCE(revoked_by, '') AS revoked_by, COALESCE(revoke_reason, '') AS revoke_reason, COALESCE(revoke_text, '') AS revoke_text`
 
 const demarcheColumns = `mandate_id, demarche, revoked_at, COALESCE(revoked_by_kind, '') AS revoked_by_kind,
-	COALESCE(revoked_by, '') AS revoked_by, COALESCE(revoke_reason, '') AS revoke_reason`
+	COALESCE(revoked_by, '') AS revoked_by, COALESCE(revoke_reason, '') AS revoke_reason, COALESCE(revoke_text, '') AS revoke_text`
 
 // Status is active, expired or revoked as of now: a mandate whose every
 // démarche was withdrawn is revoked; expiry is only ever derived from time.
@@ -121,7 +126,7 @@ func (s *Service) complete(tx *audit.Tx, d *Draft, by audit.Actor) (*Mandate, er
 		return nil, ErrDemarcheRefused
 	}
 	m := &Mandate{ID: store.NewID("man"), OrganisationID: d.OrganisationID, UsagerID: d.UsagerID, CreatedBy: d.CreatedBy,
-		CreatedAt: store.T(now), ExpiresAt: store.T(now.Add(d.DurationSpan().Span)), Method: d.Method, DraftID: d.ID,
+		CreatedAt: store.T(now), ExpiresAt: store.T(d.DurationSpan().Until(now)), Method: d.Method, DraftID: d.ID,
 		Renews: d.Renews, EvidenceToken: d.EvidenceToken, EvidenceJWK: d.EvidenceJWK}
 	for _, c := range d.Demarches {
 		m.Demarches = append(m.Demarches, MandateDemarche{MandateID: m.ID, Code: c})
@@ -313,14 +318,15 @@ type View struct {
 	Mandate
 	OrgName, SIRET                         string
 	UsagerGiven, UsagerFamily, UsagerBirth string
+	UsagerGender                           string // FranceConnect's: female, male, or ""
 	AidantGiven, AidantFamily              string
 }
 
 // viewQuery selects mandates with their names; callers add the WHERE.
 const viewQuery = `SELECT m.id, m.organisation_id, m.usager_id, m.created_by, m.created_at, m.expires_at, m.method, m.draft_id,
 	COALESCE(m.renews, ''), m.jws, m.evidence_token, m.evidence_jwk, m.revoked_at, COALESCE(m.revoked_by_kind, ''),
-	COALESCE(m.revoked_by, ''), COALESCE(m.revoke_reason, ''),
-	o.name, o.siret, u.given_name, u.family_name, u.birthdate, a.given_name, a.family_name
+	COALESCE(m.revoked_by, ''), COALESCE(m.revoke_reason, ''), COALESCE(m.revoke_text, ''),
+	o.name, o.siret, u.given_name, u.family_name, u.birthdate, u.gender, a.given_name, a.family_name
 	FROM mandates m JOIN organisations o ON o.id = m.organisation_id JOIN usagers u ON u.id = m.usager_id
 	JOIN aidants a ON a.id = m.created_by`
 
@@ -334,8 +340,8 @@ func (s *Service) views(ctx context.Context, q sqlx.QueryerContext, where string
 	for rows.Next() {
 		var v View
 		if err := rows.Scan(&v.ID, &v.OrganisationID, &v.UsagerID, &v.CreatedBy, &v.CreatedAt, &v.ExpiresAt, &v.Method, &v.DraftID,
-			&v.Renews, &v.JWS, &v.EvidenceToken, &v.EvidenceJWK, &v.RevokedAt, &v.RevokedByKind, &v.RevokedBy, &v.RevokeReason,
-			&v.OrgName, &v.SIRET, &v.UsagerGiven, &v.UsagerFamily, &v.UsagerBirth, &v.AidantGiven, &v.AidantFamily); err != nil {
+			&v.Renews, &v.JWS, &v.EvidenceToken, &v.EvidenceJWK, &v.RevokedAt, &v.RevokedByKind, &v.RevokedBy, &v.RevokeReason, &v.RevokeText,
+			&v.OrgName, &v.SIRET, &v.UsagerGiven, &v.UsagerFamily, &v.UsagerBirth, &v.UsagerGender, &v.AidantGiven, &v.AidantFamily); err != nil {
 			return nil, fmt.Errorf("mandate: list: %w", err)
 		}
 		out = append(out, v)
@@ -442,16 +448,26 @@ type Revocation struct {
 	UsagerID       string
 	MandateID      string
 	Demarche       string // "" withdraws the whole mandate
-	Reason         string
+	// Reason is a code of RevokeReasons (an aidant) or ReasonByPerson (the
+	// person); Text, optional, is free text: kept erasable, the event
+	// carries its hash.
+	Reason string
+	Text   string
 }
 
 // Revoke withdraws one démarche (mandate.demarche_revoked) or the whole
 // mandate (mandate.revoked), at once: codes and tokens not yet redeemed
 // stop working because every use checks ActiveFor in its transaction.
 func (s *Service) Revoke(ctx context.Context, r Revocation) error {
-	r.Reason = strings.TrimSpace(r.Reason)
-	if r.Reason == "" || len(r.Reason) > 500 {
+	if !validReason(r.By, r.Reason) {
 		return ErrReason
+	}
+	if strings.TrimSpace(r.Text) != "" {
+		if _, err := audit.CleanFreeText(r.Text); err != nil {
+			return ErrReasonText
+		}
+	} else if r.Reason == ReasonOther {
+		return ErrReasonText
 	}
 	return s.log.Write(ctx, func(tx *audit.Tx) error {
 		m, err := loadMandate(tx, r.MandateID)
@@ -474,22 +490,30 @@ func (s *Service) Revoke(ctx context.Context, r Revocation) error {
 		if r.By.Kind == audit.ActorAidant {
 			ev.Aidant = r.By.ID
 		}
+		var text any // NULL, or the free text's hash
+		if strings.TrimSpace(r.Text) != "" {
+			hash, err := tx.FreeText(r.Text)
+			if err != nil {
+				return err
+			}
+			text, ev.Detail = hash, map[string]any{audit.FreeTextKey: hash}
+		}
 		if r.Demarche == "" {
-			if _, err := tx.Exec(`UPDATE mandates SET revoked_at = ?, revoked_by_kind = ?, revoked_by = ?, revoke_reason = ? WHERE id = ?`,
-				ts, r.By.Kind, r.By.ID, r.Reason, m.ID); err != nil {
+			if _, err := tx.Exec(`UPDATE mandates SET revoked_at = ?, revoked_by_kind = ?, revoked_by = ?, revoke_reason = ?, revoke_text = ? WHERE id = ?`,
+				ts, r.By.Kind, r.By.ID, r.Reason, text, m.ID); err != nil {
 				return err
 			}
 			ev.Type, ev.Demarches = audit.MandateRevoked, m.ActiveDemarches()
-			if _, err := tx.Exec(`UPDATE mandate_demarches SET revoked_at = ?, revoked_by_kind = ?, revoked_by = ?, revoke_reason = ?
-				WHERE mandate_id = ? AND revoked_at IS NULL`, ts, r.By.Kind, r.By.ID, r.Reason, m.ID); err != nil {
+			if _, err := tx.Exec(`UPDATE mandate_demarches SET revoked_at = ?, revoked_by_kind = ?, revoked_by = ?, revoke_reason = ?, revoke_text = ?
+				WHERE mandate_id = ? AND revoked_at IS NULL`, ts, r.By.Kind, r.By.ID, r.Reason, text, m.ID); err != nil {
 				return err
 			}
 		} else {
 			if !m.Covers(r.Demarche, now) {
 				return fmt.Errorf("démarche %q: %w", r.Demarche, ErrRevoked)
 			}
-			if _, err := tx.Exec(`UPDATE mandate_demarches SET revoked_at = ?, revoked_by_kind = ?, revoked_by = ?, revoke_reason = ?
-				WHERE mandate_id = ? AND demarche = ?`, ts, r.By.Kind, r.By.ID, r.Reason, m.ID, r.Demarche); err != nil {
+			if _, err := tx.Exec(`UPDATE mandate_demarches SET revoked_at = ?, revoked_by_kind = ?, revoked_by = ?, revoke_reason = ?, revoke_text = ?
+				WHERE mandate_id = ? AND demarche = ?`, ts, r.By.Kind, r.By.ID, r.Reason, text, m.ID, r.Demarche); err != nil {
 				return err
 			}
 			ev.Type, ev.Demarches = audit.MandateDemarcheRevoked, []string{r.Demarche}

@@ -228,7 +228,7 @@ func TestAnotherOrganisationCannotSeeOrUseADraftOrAMandate(t *testing.T) {
 			t.Errorf("Get: %v", err)
 		}
 		err = e.svc.Revoke(ctx, mandate.Revocation{By: audit.Actor{Kind: audit.ActorAidant, ID: e.b.AidantID}, OrganisationID: e.b.OrganisationID,
-			MandateID: m.ID, Reason: "pas le mien"})
+			MandateID: m.ID, Reason: "erreur"})
 		if !errors.Is(err, mandate.ErrOtherOrganisation) {
 			t.Errorf("Revoke: %v", err)
 		}
@@ -308,10 +308,22 @@ func TestRevocationBitesAtOnce(t *testing.T) {
 		if err := use("argent"); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.svc.Revoke(ctx, mandate.Revocation{By: by, OrganisationID: e.a.OrganisationID, MandateID: m.ID, Demarche: "argent", Reason: " "}); !errors.Is(err, mandate.ErrReason) {
-			t.Fatalf("no reason: %v", err)
+		for _, bad := range []struct {
+			reason, text string
+			want         error
+		}{
+			{" ", "", mandate.ErrReason},
+			{"n'en a plus besoin", "", mandate.ErrReason},   // text where a code is expected
+			{mandate.ReasonByPerson, "", mandate.ErrReason}, // the person's, not the aidant's
+			{mandate.ReasonOther, "  ", mandate.ErrReasonText},
+			{"erreur", strings.Repeat("x", 2001), mandate.ErrReasonText},
+		} {
+			if err := e.svc.Revoke(ctx, mandate.Revocation{By: by, OrganisationID: e.a.OrganisationID, MandateID: m.ID, Demarche: "argent",
+				Reason: bad.reason, Text: bad.text}); !errors.Is(err, bad.want) {
+				t.Fatalf("reason %q, text of %d bytes: %v, want %v", bad.reason, len(bad.text), err, bad.want)
+			}
 		}
-		if err := e.svc.Revoke(ctx, mandate.Revocation{By: by, OrganisationID: e.a.OrganisationID, MandateID: m.ID, Demarche: "argent", Reason: "n'en a plus besoin"}); err != nil {
+		if err := e.svc.Revoke(ctx, mandate.Revocation{By: by, OrganisationID: e.a.OrganisationID, MandateID: m.ID, Demarche: "argent", Reason: "plus_necessaire"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := use("argent"); !errors.Is(err, mandate.ErrRevoked) {
@@ -323,8 +335,22 @@ func TestRevocationBitesAtOnce(t *testing.T) {
 		if res, _ := e.svc.Verify(ctx, m.JWS); res.Status != mandate.VerifyValid || len(res.Revoked) != 1 {
 			t.Fatalf("verify after one démarche: %+v", res)
 		}
-		if err := e.svc.Revoke(ctx, mandate.Revocation{By: by, OrganisationID: e.a.OrganisationID, MandateID: m.ID, Reason: "décès"}); err != nil {
+		const text = "La personne est entrée en maison de retraite"
+		if err := e.svc.Revoke(ctx, mandate.Revocation{By: by, OrganisationID: e.a.OrganisationID, MandateID: m.ID, Reason: mandate.ReasonOther, Text: text}); err != nil {
 			t.Fatal(err)
+		}
+		// The code is journaled; the text is kept erasable, and the event
+		// and the mandate carry only its hash.
+		var body string
+		if err := db.R.Get(&body, db.Rebind(`SELECT body FROM audit_events WHERE body LIKE ?`), "%mandate.revoked%"); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(body, "retraite") || !strings.Contains(body, `"reason":"autre"`) {
+			t.Fatalf("mandate.revoked event: %s", body)
+		}
+		v, _ := e.svc.Get(ctx, e.a.OrganisationID, m.ID)
+		if got, err := audit.FreeTextOf(ctx, db, v.RevokeText); err != nil || got != text || !strings.Contains(body, v.RevokeText) {
+			t.Fatalf("the reason's text: %q, %v (hash %q in %s)", got, err, v.RevokeText, body)
 		}
 		if err := use("social"); !errors.Is(err, mandate.ErrRevoked) {
 			t.Fatalf("use after whole revocation: %v", err)
@@ -332,7 +358,7 @@ func TestRevocationBitesAtOnce(t *testing.T) {
 		if res, _ := e.svc.Verify(ctx, m.JWS); res.Status != mandate.VerifyRevoked {
 			t.Fatalf("verify after revocation: %+v", res)
 		}
-		if err := e.svc.Revoke(ctx, mandate.Revocation{By: by, OrganisationID: e.a.OrganisationID, MandateID: m.ID, Reason: "encore"}); !errors.Is(err, mandate.ErrRevoked) {
+		if err := e.svc.Revoke(ctx, mandate.Revocation{By: by, OrganisationID: e.a.OrganisationID, MandateID: m.ID, Reason: "erreur"}); !errors.Is(err, mandate.ErrRevoked) {
 			t.Fatalf("revoke twice: %v", err)
 		}
 		if e.events(audit.MandateDemarcheRevoked) != 1 || e.events(audit.MandateRevoked) != 1 {
@@ -484,4 +510,25 @@ func TestIncompleteIdentityIsRefusedNamingTheMissingClaims(t *testing.T) {
 			t.Errorf("a refused identity changed something (%d events)", n-before)
 		}
 	})
+}
+
+// TestDurationsCountCalendarDaysInParis: a mandate signed at 10 h in
+// Paris ends at 10 h in Paris, across a change of summer time.
+func TestDurationsCountCalendarDaysInParis(t *testing.T) {
+	start := time.Date(2026, 3, 1, 10, 0, 0, 0, mandate.Paris) // winter time
+	for _, c := range []struct {
+		code string
+		want time.Time
+	}{
+		{"1j", time.Date(2026, 3, 2, 10, 0, 0, 0, mandate.Paris)},
+		{"1m", time.Date(2026, 4, 1, 10, 0, 0, 0, mandate.Paris)},  // summer time by then
+		{"6m", time.Date(2026, 8, 30, 10, 0, 0, 0, mandate.Paris)}, // 182 days
+		{"1a", time.Date(2027, 3, 1, 10, 0, 0, 0, mandate.Paris)},  // 365 days
+	} {
+		d, _ := mandate.LookupDuration(c.code)
+		got := d.Until(start.UTC())
+		if !got.Equal(c.want) || got.In(mandate.Paris).Hour() != 10 {
+			t.Errorf("%s from %v: %v, want %v", c.code, start, got.In(mandate.Paris), c.want)
+		}
+	}
 }

@@ -83,7 +83,7 @@ func (s *Service) Verify(ctx context.Context, compact string) (*Verification, er
 	v := &Verification{Claims: &c}
 	now := s.now()
 	if !now.Before(time.Unix(c.Expiry, 0)) {
-		v.Status, v.Reason = VerifyExpired, "Ce mandat est arrivé à échéance le "+time.Unix(c.Expiry, 0).In(Paris).Format("02/01/2006 à 15 h 04")+"."
+		v.Status, v.Reason = VerifyExpired, "Ce mandat est arrivé à échéance le "+FrenchDateTime(time.Unix(c.Expiry, 0))+"."
 		return v, nil
 	}
 	var m Mandate
@@ -104,15 +104,15 @@ func (s *Service) Verify(ctx context.Context, compact string) (*Verification, er
 	}
 	switch m.Status(now) {
 	case Revoked:
-		v.Status, v.Reason = VerifyRevoked, "Ce mandat a été révoqué"
+		v.Status, v.Reason = VerifyRevoked, "Ce mandat a été retiré"
 		if !m.RevokedAt.IsZero() {
-			v.Reason += " le " + m.RevokedAt.In(Paris).Format("02/01/2006 à 15 h 04")
+			v.Reason += " le " + FrenchDateTime(m.RevokedAt.Time)
 		}
 		v.Reason += "."
 	case Expired:
 		v.Status, v.Reason = VerifyExpired, "Ce mandat est arrivé à échéance."
 	default:
-		v.Status, v.Reason = VerifyValid, "Ce mandat est valide : signature vérifiée, en cours, non révoqué."
+		v.Status, v.Reason = VerifyValid, "Ce mandat est valide : signature vérifiée, en cours, non retiré."
 		for _, d := range m.Demarches {
 			if d.Revoked() {
 				v.Revoked = append(v.Revoked, d.Code)

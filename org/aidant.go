@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"aidants/audit"
+	"aidants/mandate"
 	"aidants/store"
 )
 
@@ -128,7 +130,7 @@ type AidantRow struct {
 // when orgID is empty.
 func (d *Directory) Aidants(ctx context.Context, orgID string) ([]AidantRow, error) {
 	q := `SELECT a.id, COALESCE(a.issuer, '') AS issuer, COALESCE(a.subject, '') AS subject, a.email, a.given_name, a.family_name,
-		a.habilitated_until, a.active, a.created_at, a.updated_at,
+		a.habilitated_until, a.active, a.created_at, a.updated_at, COALESCE(a.last_refusal, ''),
 		m.aidant_id, m.organisation_id, m.is_aidant, m.is_referent, m.active,
 		o.name AS org_name, o.siret AS org_siret, o.active AS org_active
 		FROM aidants a JOIN memberships m ON m.aidant_id = a.id JOIN organisations o ON o.id = m.organisation_id`
@@ -147,7 +149,7 @@ func (d *Directory) Aidants(ctx context.Context, orgID string) ([]AidantRow, err
 	for rows.Next() {
 		var r AidantRow
 		if err := rows.Scan(&r.ID, &r.Issuer, &r.Subject, &r.Email, &r.GivenName, &r.FamilyName, &r.HabilitatedUntil,
-			&r.Aidant.Active, &r.CreatedAt, &r.UpdatedAt, &r.AidantID, &r.OrganisationID, &r.IsAidant, &r.IsReferent,
+			&r.Aidant.Active, &r.CreatedAt, &r.UpdatedAt, &r.LastRefusal, &r.AidantID, &r.OrganisationID, &r.IsAidant, &r.IsReferent,
 			&r.Membership.Active, &r.OrgName, &r.OrgSIRET, &r.OrgActive); err != nil {
 			return nil, fmt.Errorf("org: list aidants: %w", err)
 		}
@@ -315,7 +317,24 @@ func (d *Directory) BindIdentity(ctx context.Context, actor audit.Actor, aidantI
 // on their own organisation only, and the aidant's other memberships are
 // untouched. The aidant's open sessions in that organisation end at their
 // next request.
-func (d *Directory) SetMemberActive(ctx context.Context, actor audit.Actor, orgID, aidantID string, active bool) error {
+//
+// Disabling takes a reason: a code of DisableReasons, journaled, and free
+// text (required for mandate.ReasonOther), kept erasable with only its
+// hash in the event.
+func (d *Directory) SetMemberActive(ctx context.Context, actor audit.Actor, orgID, aidantID string, active bool, reason, text string) error {
+	if !active {
+		if !slices.ContainsFunc(DisableReasons, func(r mandate.Reason) bool { return r.Code == reason }) {
+			return invalid("reason", "choose a reason")
+		}
+		if strings.TrimSpace(text) == "" && reason == mandate.ReasonOther {
+			return invalid("text", "say the reason")
+		}
+		if strings.TrimSpace(text) != "" {
+			if _, err := audit.CleanFreeText(text); err != nil {
+				return invalid("text", "the reason must be text of at most 2,000 characters")
+			}
+		}
+	}
 	return d.log.Write(ctx, func(tx *audit.Tx) error {
 		var was bool
 		if err := tx.Get(&was, `SELECT active FROM memberships WHERE aidant_id = ? AND organisation_id = ?`, aidantID, orgID); err != nil {
@@ -330,11 +349,27 @@ func (d *Directory) SetMemberActive(ctx context.Context, actor audit.Actor, orgI
 		if _, err := tx.Exec(`UPDATE memberships SET active = ? WHERE aidant_id = ? AND organisation_id = ?`, active, aidantID, orgID); err != nil {
 			return err
 		}
-		ev := audit.Event{Type: audit.AidantDisabled, Actor: actor, Aidant: aidantID, Organisation: orgID}
+		ev := audit.Event{Type: audit.AidantDisabled, Actor: actor, Aidant: aidantID, Organisation: orgID, Reason: reason}
 		if active {
-			ev.Type, ev.Detail = audit.AidantUpdated, map[string]any{"active": true}
+			ev.Type, ev.Reason, ev.Detail = audit.AidantUpdated, "", map[string]any{"active": true}
+		} else if strings.TrimSpace(text) != "" {
+			hash, err := tx.FreeText(text)
+			if err != nil {
+				return err
+			}
+			ev.Detail = map[string]any{audit.FreeTextKey: hash}
 		}
 		_, err := tx.Append(ev)
 		return err
 	})
+}
+
+// DisableReasons are the reasons a référent chooses among to disable an
+// aidant in their organisation.
+var DisableReasons = []mandate.Reason{
+	{Code: "depart", Label: "Cette personne a quitté la structure"},
+	{Code: "habilitation", Label: "Cette personne n'est plus habilitée"},
+	{Code: "absence", Label: "Absence de longue durée"},
+	{Code: "erreur", Label: "Ajoutée par erreur"},
+	{Code: mandate.ReasonOther, Label: "Une autre raison (précisez-la)"},
 }

@@ -73,6 +73,10 @@ type Aidant struct {
 	Active           bool       `db:"active"`
 	CreatedAt        store.Time `db:"created_at"`
 	UpdatedAt        store.Time `db:"updated_at"`
+	// LastRefusal is the reason of the aidant's last refused sign-in, when
+	// none succeeded since (mfa_required: no second factor at the
+	// provider): what the référent needs to know to help.
+	LastRefusal string `db:"last_refusal"`
 }
 
 // Habilitated tells whether the habilitation covers the day of t in Paris.
@@ -110,7 +114,7 @@ func New(log *audit.Log) *Directory { return &Directory{log: log, db: log.DB()} 
 
 const orgColumns = `id, name, siret, demarches, active, created_at, updated_at`
 
-const aidantColumns = `id, COALESCE(issuer, '') AS issuer, COALESCE(subject, '') AS subject, email, given_name, family_name, habilitated_until, active, created_at, updated_at`
+const aidantColumns = `id, COALESCE(issuer, '') AS issuer, COALESCE(subject, '') AS subject, email, given_name, family_name, habilitated_until, active, created_at, updated_at, COALESCE(last_refusal, '') AS last_refusal`
 
 // Organisations lists every organisation, by name.
 func (d *Directory) Organisations(ctx context.Context) ([]Organisation, error) {

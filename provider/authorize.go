@@ -569,6 +569,7 @@ type Choice struct {
 	GivenName  string
 	FamilyName string
 	Birthdate  string
+	Gender     string
 	Demarches  []string
 }
 
@@ -601,7 +602,7 @@ func (p *Provider) Eligible(ctx context.Context, orgID string, r *AuthRequest, s
 		}
 		if fit := Fit(&v.Mandate, svc, r, now); len(fit) > 0 {
 			out = append(out, Choice{MandateID: v.ID, UsagerID: v.UsagerID, GivenName: v.UsagerGiven, FamilyName: v.UsagerFamily,
-				Birthdate: v.UsagerBirth, Demarches: fit})
+				Birthdate: v.UsagerBirth, Gender: v.UsagerGender, Demarches: fit})
 		}
 	}
 	return out, nil

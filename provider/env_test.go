@@ -212,7 +212,7 @@ func (e *env) onSite(a mandate.Actor, sub string, dem ...string) *mandate.Mandat
 func (e *env) revoke(m *mandate.Mandate, dem string) {
 	e.t.Helper()
 	err := e.mandates.Revoke(e.ctx, mandate.Revocation{By: audit.Actor{Kind: audit.ActorAidant, ID: e.a.AidantID},
-		OrganisationID: m.OrganisationID, MandateID: m.ID, Demarche: dem, Reason: "la personne le demande"})
+		OrganisationID: m.OrganisationID, MandateID: m.ID, Demarche: dem, Reason: "demande_personne"})
 	if err != nil {
 		e.t.Fatal(err)
 	}

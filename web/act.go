@@ -22,7 +22,7 @@ func (s *Server) oidcAuthorize(w http.ResponseWriter, r *http.Request) error {
 	case errors.As(err, &pe):
 		s.logger.Info("authorization request refused", "request_id", requestID(r.Context()), "reason", pe.Reason)
 		s.render(w, r, http.StatusBadRequest, "refus", &refusalPage{Page: s.base(r), Heading: "Demande non valable",
-			Message: "Le service en ligne qui vous a envoyé ici a fait une demande que nous ne pouvons pas accepter (service inconnu, ou adresse de retour non enregistrée). Par sécurité, vous n'y êtes pas renvoyé·e.",
+			Message: "Le service en ligne qui vous a envoyé ici a fait une demande que nous ne pouvons pas accepter (service inconnu, ou adresse de retour non enregistrée). Par sécurité, le service ne reçoit rien et vous restez ici.",
 			Help:    "Si vous cherchiez à faire une démarche pour une personne, repassez par le site du service.", Retry: "/", RetryLabel: "Retour à l'accueil"})
 		return nil
 	case errors.As(err, &re):

@@ -133,8 +133,8 @@ func (s *Server) consentDraft(r *http.Request, link string) (*consentPage, error
 	if err != nil {
 		return nil, err
 	}
-	page := &consentPage{Page: s.base(r), Draft: d, State: st, OrgName: o.Name, AidantName: a.GivenName, Link: link,
-		Duration: d.DurationSpan().Label, Until: s.now().Add(d.DurationSpan().Span)}
+	page := &consentPage{Page: s.base(r), Draft: d, State: st, OrgName: o.Name, AidantName: a.GivenName + " " + a.FamilyName, Link: link,
+		Duration: d.DurationSpan().Label, Until: d.DurationSpan().Until(s.now())}
 	for _, c := range d.Demarches {
 		page.Labels = append(page.Labels, mandate.Label(c))
 	}

@@ -1,6 +1,20 @@
 package web
 
-import "strings"
+import (
+	"encoding/csv"
+	"io"
+	"strings"
+)
+
+// frenchCSV starts a CSV file for people's spreadsheets: UTF-8 with a
+// byte-order mark (so that they read the accents) and ";" between cells,
+// as French spreadsheet programs expect.
+func frenchCSV(w io.Writer) *csv.Writer {
+	io.WriteString(w, "\ufeff")
+	cw := csv.NewWriter(w)
+	cw.Comma = ';'
+	return cw
+}
 
 // csvSafe defuses cells that a spreadsheet would read as a formula (a
 // name typed as "=HYPERLINK(…)", say): they are prefixed with a quote,

@@ -117,7 +117,7 @@ func (s *Server) aidantCallback(w http.ResponseWriter, r *http.Request) error {
 		p.Message = "Le retour du fournisseur d'identité a déjà servi, a expiré, ou a été ouvert dans un autre navigateur. Par sécurité, recommencez la connexion."
 	case errors.Is(err, auth.ErrBadToken):
 		p.Heading = "La connexion n'a pas pu être vérifiée"
-		p.Message = "La réponse du fournisseur d'identité n'a pas pu être vérifiée. Par sécurité, vous n'êtes pas connecté·e."
+		p.Message = "La réponse du fournisseur d'identité n'a pas pu être vérifiée. Par sécurité, la connexion n'est pas ouverte."
 		p.Help = "Recommencez ; si cela se reproduit, prévenez l'équipe qui gère le service."
 	default:
 		return err

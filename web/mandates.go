@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,10 +68,11 @@ var mandateMessages = map[error]string{
 	mandate.ErrNonce:           "La connexion FranceConnect ne correspond pas à ce projet de mandat. Par sécurité, rien n'a été enregistré.",
 	mandate.ErrWrongPerson:     "Un renouvellement doit être accepté par la personne du mandat d'origine. Rien n'a été enregistré.",
 	mandate.ErrNotConfirmed:    "Les deux confirmations sont nécessaires : celle de la personne et la vôtre.",
-	mandate.ErrRevoked:         "Ce mandat, ou cette démarche, est déjà révoqué.",
+	mandate.ErrRevoked:         "Ce mandat, ou cette démarche, est déjà retiré.",
 	mandate.ErrExpired:         "Ce mandat est arrivé à échéance.",
-	mandate.ErrNotRenewable:    "Ce mandat ne peut plus être renouvelé (révoqué, ou échu depuis plus d'un an). Créez un nouveau mandat.",
-	mandate.ErrReason:          "Indiquez le motif de la révocation (500 caractères au plus).",
+	mandate.ErrNotRenewable:    "Ce mandat ne peut plus être renouvelé (retiré, ou échu depuis plus d'un an). Créez un nouveau mandat.",
+	mandate.ErrReason:          "Choisissez la raison du retrait.",
+	mandate.ErrReasonText:      "Précisez la raison du retrait (2 000 caractères au plus).",
 	mandate.ErrIdentity:        "FranceConnect n'a pas transmis l'identité complète de la personne. Rien n'a été enregistré.",
 }
 
@@ -221,7 +223,7 @@ func (s *Server) draft(w http.ResponseWriter, r *http.Request) error {
 		return s.mandateError(r, "draft", id, err)
 	}
 	page := &draftPage{Page: s.base(r), Draft: d, State: d.State(s.now()), Org: p.OrganisationName,
-		Until: s.now().Add(d.DurationSpan().Span)}
+		Until: d.DurationSpan().Until(s.now())}
 	if d.UsagerID != "" {
 		if page.Usager, err = s.mandates.Usager(r.Context(), d.UsagerID); err != nil {
 			return err
@@ -285,6 +287,34 @@ type mandatePage struct {
 	Status    string
 	Durations []mandate.Duration
 	Now       time.Time
+	// Texts are the free texts of the withdrawals, by hash, as far as
+	// they were not erased.
+	Texts map[string]string
+}
+
+// reasonTexts reads the free texts whose hashes the mandate's withdrawals
+// carry.
+func (s *Server) reasonTexts(r *http.Request, m *mandate.View) (map[string]string, error) {
+	out := map[string]string{}
+	hashes := []string{m.RevokeText}
+	for _, d := range m.Demarches {
+		hashes = append(hashes, d.Text)
+	}
+	for _, h := range hashes {
+		if h == "" || out[h] != "" {
+			continue
+		}
+		text, err := audit.FreeTextOf(r.Context(), s.log.DB(), h)
+		switch {
+		case errors.Is(err, audit.ErrErased):
+			out[h] = "(précision effacée)"
+		case err != nil:
+			return nil, err
+		default:
+			out[h] = text
+		}
+	}
+	return out, nil
 }
 
 func (s *Server) loadMandate(r *http.Request) (*mandate.View, error) {
@@ -302,7 +332,52 @@ func (s *Server) mandatePage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.render(w, r, http.StatusOK, "mandat", &mandatePage{Page: s.base(r), M: m, Status: m.Status(s.now()), Durations: mandate.Durations, Now: s.now()})
+	texts, err := s.reasonTexts(r, m)
+	if err != nil {
+		return err
+	}
+	page := &mandatePage{Page: s.base(r), M: m, Status: m.Status(s.now()), Durations: mandate.Durations, Now: s.now(), Texts: texts}
+	if d := r.URL.Query().Get("retire"); d != "" {
+		if _, ok := mandate.LookupDemarche(d); ok {
+			page.Flash = "La démarche « " + mandate.Label(d) + " » est retirée de ce mandat. La structure ne peut plus la faire pour la personne."
+		}
+	}
+	s.render(w, r, http.StatusOK, "mandat", page)
+	return nil
+}
+
+type withdrawPage struct {
+	Page
+	M        *mandate.View
+	Demarche string // "" for the whole mandate
+	Label    string
+	Reasons  []mandate.Reason
+	Form     url.Values
+	Problem  string
+}
+
+// withdrawConfirm asks the aidant to confirm a withdrawal, saying what
+// will happen, with a reason.
+func (s *Server) withdrawConfirm(w http.ResponseWriter, r *http.Request) error {
+	m, err := s.loadMandate(r)
+	if err != nil {
+		return err
+	}
+	page := &withdrawPage{Page: s.base(r), M: m, Demarche: r.URL.Query().Get("demarche"), Reasons: mandate.RevokeReasons, Form: url.Values{}}
+	return s.renderWithdraw(w, r, page, http.StatusOK)
+}
+
+func (s *Server) renderWithdraw(w http.ResponseWriter, r *http.Request, page *withdrawPage, status int) error {
+	if m := page.M; m.Status(s.now()) != mandate.Active {
+		return s.mandateError(r, "mandate", m.ID, map[string]error{mandate.Revoked: mandate.ErrRevoked, mandate.Expired: mandate.ErrExpired}[m.Status(s.now())])
+	}
+	if page.Demarche != "" {
+		if !page.M.Covers(page.Demarche, s.now()) {
+			return badRequest("Cette démarche n'est pas, ou plus, dans ce mandat.")
+		}
+		page.Label = mandate.Label(page.Demarche)
+	}
+	s.render(w, r, status, "mandat-retrait", page)
 	return nil
 }
 
@@ -328,7 +403,7 @@ func (s *Server) attestation(page string) func(http.ResponseWriter, *http.Reques
 		}
 		status := m.Status(s.now())
 		if page == "attestation-revocation" && status != mandate.Revoked && len(m.ActiveDemarches()) == len(m.Demarches) {
-			return &Error{Status: http.StatusNotFound, Msg: message{"Pas de révocation", "Ce mandat n'a pas été révoqué."}}
+			return &Error{Status: http.StatusNotFound, Msg: message{"Pas de retrait", "Ce mandat n'a pas été retiré."}}
 		}
 		s.render(w, r, http.StatusOK, page, &attestationPage{Page: s.base(r), M: m, Status: status, VerifyURL: u, QR: img, Printed: s.now()})
 		return nil
@@ -358,13 +433,23 @@ func (s *Server) revokeMandate(w http.ResponseWriter, r *http.Request) error {
 	}
 	dem := r.PostFormValue("demarche")
 	err := s.mandates.Revoke(r.Context(), mandate.Revocation{By: p.Actor(), OrganisationID: p.OrganisationID, MandateID: id,
-		Demarche: dem, Reason: r.PostFormValue("motif")})
+		Demarche: dem, Reason: r.PostFormValue("motif"), Text: r.PostFormValue("precision")})
+	if errors.Is(err, mandate.ErrReason) || errors.Is(err, mandate.ErrReasonText) {
+		// The same page again, with what was typed and what is missing.
+		m, lerr := s.loadMandate(r)
+		if lerr != nil {
+			return lerr
+		}
+		page := &withdrawPage{Page: s.base(r), M: m, Demarche: dem, Reasons: mandate.RevokeReasons, Form: r.PostForm,
+			Problem: "Choisissez la raison du retrait. Pour « une autre raison », précisez-la (2 000 caractères au plus)."}
+		return s.renderWithdraw(w, r, page, http.StatusBadRequest)
+	}
 	if err != nil {
 		return s.mandateError(r, "mandate", id, err)
 	}
 	target := "/mandats/" + id + "/attestation-revocation"
 	if dem != "" {
-		target = "/mandats/" + id + "?revoque=" + url.QueryEscape(dem)
+		target = "/mandats/" + id + "?retire=" + url.QueryEscape(dem)
 	}
 	http.Redirect(w, r, target, http.StatusSeeOther)
 	return nil
@@ -426,8 +511,12 @@ func (s *Server) verifyMandate(w http.ResponseWriter, r *http.Request) error {
 		}
 		page.Checked, page.Result = true, res
 		if res.Claims != nil {
+			// A démarche withdrawn since the signature is listed once,
+			// under the withdrawn ones.
 			for _, d := range res.Claims.Demarches {
-				page.Labels = append(page.Labels, mandate.Label(d))
+				if !slices.Contains(res.Revoked, d) {
+					page.Labels = append(page.Labels, mandate.Label(d))
+				}
 			}
 			for _, d := range res.Revoked {
 				page.Revoked = append(page.Revoked, mandate.Label(d))

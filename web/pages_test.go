@@ -69,7 +69,13 @@ func samples() map[string]any {
 			Problem: "Indiquez le prénom.", Form: url.Values{"email": {"x@example.org"}}},
 		"structure-journal": &structureJournalPage{Page: base, Lines: []journalLine{{Index: 4, When: now, Label: "Aidant désactivé", Aidant: "Dominique Bernard", Demarches: []string{"argent"}}},
 			Labels: eventLabels, Types: []string{"aidant.disabled"}, Persons: []person{{"usa_1", "Joséphine Lefèvre"}}, Query: url.Values{"type": {"aidant.disabled"}}, Older: "/structure/journal?avant=4", CSV: "/structure/journal.csv?type=aidant.disabled"},
-		"structures":     &structuresPage{Page: base, Memberships: []org.Membership{{OrganisationID: "org_1", OrgName: "France Services", OrgSIRET: "98765432100015"}}},
+		"structures": &structuresPage{Page: base, Memberships: []org.Membership{{OrganisationID: "org_1", OrgName: "France Services", OrgSIRET: "98765432100015"}}},
+		"mandat-retrait": &withdrawPage{Page: base, M: &view, Demarche: "logement", Reasons: mandate.RevokeReasons, Form: url.Values{"motif": {"autre"}},
+			Problem: "Choisissez la raison."},
+		"mon-espace-recu": &receiptPage{Page: spaceBase, Index: 3, When: now, Text: "Vous avez donné votre accord.", Leaf: 3, Size: 9, Witnessed: true,
+			Checked: now, LeafHash: "AA==", QR: "data:image/png;base64,AA==", ProofURL: "https://x/audit/proof/inclusion?index=3&size=9"},
+		"structure-desactivation": &disablePage{Page: base, Row: org.AidantRow{Aidant: org.Aidant{ID: "aid_2", GivenName: "Dominique", FamilyName: "Bernard"}},
+			Reasons: org.DisableReasons, Form: url.Values{}},
 		"journal-public": &journalPage{Page: base, Checkpoint: "o\n1\nAA==\n", Size: 1, Key: "o+1+AA", Origin: "o"},
 	}
 }

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"encoding/csv"
 	"errors"
 	"net/http"
 	"net/url"
@@ -45,8 +44,8 @@ type structurePage struct {
 }
 
 var structureNotices = map[string]string{
-	"ajoute":    "L'aidant a été ajouté. Il pourra se connecter dès sa première connexion avec cette adresse.",
-	"desactive": "L'aidant a été désactivé dans votre structure : ses sessions ouvertes prennent fin.",
+	"ajoute":    "L'aidant a été ajouté. Il pourra se connecter avec cette adresse dès que l'opérateur du service aura enregistré son habilitation.",
+	"desactive": "L'aidant a été désactivé dans votre structure : ses sessions ouvertes prennent fin. Vous pouvez le réactiver à tout moment.",
 	"reactive":  "L'aidant a été réactivé dans votre structure.",
 	"demarches": "Les démarches de la structure ont été enregistrées.",
 	"inchange":  "Rien n'a changé : c'était déjà le cas.",
@@ -151,6 +150,40 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
+type disablePage struct {
+	Page
+	Row     org.AidantRow
+	Reasons []mandate.Reason
+	Form    url.Values
+	Problem string
+}
+
+// structureDisableConfirm asks the référent to confirm disabling an
+// aidant of their organisation, with a reason.
+func (s *Server) structureDisableConfirm(w http.ResponseWriter, r *http.Request) error {
+	return s.renderDisable(w, r, http.StatusOK, url.Values{}, "")
+}
+
+func (s *Server) renderDisable(w http.ResponseWriter, r *http.Request, status int, form url.Values, problem string) error {
+	p := auth.PrincipalFrom(r.Context())
+	id := r.PathValue("id")
+	rows, err := s.dir.Aidants(r.Context(), p.OrganisationID)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(rows, func(row org.AidantRow) bool { return row.Aidant.ID == id })
+	if i < 0 || id == p.AidantID {
+		return s.denied(r, "aidant", id)
+	}
+	if !rows[i].Membership.Active {
+		http.Redirect(w, r, "/structure?fait=inchange", http.StatusSeeOther)
+		return nil
+	}
+	s.render(w, r, status, "structure-desactivation", &disablePage{Page: s.base(r), Row: rows[i], Reasons: org.DisableReasons,
+		Form: form, Problem: problem})
+	return nil
+}
+
 // structureSetActive disables or re-enables an aidant of the current
 // organisation; an aidant of another organisation is answered like an
 // unknown one, and the attempt is journaled.
@@ -158,11 +191,17 @@ func (s *Server) structureSetActive(active bool) func(http.ResponseWriter, *http
 	return func(w http.ResponseWriter, r *http.Request) error {
 		p := auth.PrincipalFrom(r.Context())
 		id := r.PathValue("id")
-		err := s.dir.SetMemberActive(r.Context(), p.Actor(), p.OrganisationID, id, active)
+		if err := r.ParseForm(); err != nil {
+			return badRequest("Le formulaire est illisible.")
+		}
+		err := s.dir.SetMemberActive(r.Context(), p.Actor(), p.OrganisationID, id, active, r.PostFormValue("motif"), r.PostFormValue("precision"))
 		var inv *org.InvalidError
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			return s.denied(r, "aidant", id)
+		case errors.As(err, &inv) && (inv.Field == "reason" || inv.Field == "text"):
+			return s.renderDisable(w, r, http.StatusBadRequest, r.PostForm,
+				"Choisissez la raison. Pour « une autre raison », précisez-la (2 000 caractères au plus).")
 		case errors.As(err, &inv):
 			http.Redirect(w, r, "/structure?fait=inchange", http.StatusSeeOther)
 			return nil
@@ -346,16 +385,20 @@ func (s *Server) structureJournalCSV(w http.ResponseWriter, r *http.Request) err
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="journal-structure.csv"`)
 	w.Header().Set("Cache-Control", "no-store")
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"index", "date", "evenement", "type", "aidant", "personne", "demarches", "mandat"})
+	cw := frenchCSV(w)
+	cw.Write([]string{"N° au journal", "Date et heure (Paris)", "Événement", "Aidant", "Personne", "Démarches", "Mandat n°", "Code de l'événement"})
 	write := func(e audit.Entry) error {
 		l := names.line(e)
 		var dem []string
 		for _, d := range l.Demarches {
 			dem = append(dem, mandate.Label(d))
 		}
-		cw.Write(csvSafe([]string{strconv.FormatInt(l.Index, 10), l.When.In(mandate.Paris).Format("2006-01-02 15:04:05"), l.Label, e.Event.Type,
-			l.Aidant, l.Usager, strings.Join(dem, " ; "), l.Mandate}))
+		ref := ""
+		if l.Mandate != "" {
+			ref = mandate.Ref(l.Mandate)
+		}
+		cw.Write(csvSafe([]string{strconv.FormatInt(l.Index, 10), l.When.In(mandate.Paris).Format("02/01/2006 15:04:05"), l.Label,
+			l.Aidant, l.Usager, strings.Join(dem, ", "), ref, e.Event.Type}))
 		return cw.Error()
 	}
 	for _, e := range first {
@@ -420,12 +463,15 @@ var eventLabels = map[string]string{
 	audit.UsagerIdentified: "Personne identifiée (FranceConnect)", audit.MandateDraftCreated: "Mandat préparé",
 	audit.MandateConsentLinkCreated: "Lien de consentement créé", audit.MandateConsentGiven: "Accord de la personne",
 	audit.MandateConsentRefused: "Refus de la personne", audit.MandateCreated: "Mandat signé", audit.MandateRenewed: "Mandat renouvelé",
-	audit.MandateDemarcheRevoked: "Démarche retirée d'un mandat", audit.MandateRevoked: "Mandat révoqué",
+	audit.MandateDemarcheRevoked: "Démarche retirée d'un mandat", audit.MandateRevoked: "Mandat retiré",
 	audit.MandateSuperseded: "Mandat remplacé", audit.MandateUsed: "Démarche faite pour une personne",
-	audit.TokenIssued: "Jeton remis au service", audit.AccessDenied: "Accès refusé", audit.AuditQueried: "Journal consulté",
+	audit.TokenIssued: "Identité transmise au service", audit.AccessDenied: "Accès refusé", audit.AuditQueried: "Journal consulté",
 	audit.AuditExported: "Journal exporté", audit.OrgCreated: "Structure créée", audit.OrgUpdated: "Structure modifiée",
 	audit.AidantCreated: "Aidant ajouté", audit.AidantUpdated: "Aidant modifié ou réactivé", audit.AidantDisabled: "Aidant désactivé",
-	audit.AidantHabilitationRenewed: "Habilitation prolongée",
+	audit.AidantHabilitationRenewed: "Habilitation prolongée", audit.ServiceRegistered: "Service en ligne enregistré",
+	audit.ServiceUpdated: "Service en ligne modifié", audit.AuditorRegistered: "Administration de contrôle enregistrée",
+	audit.KeysRotated: "Clés de signature renouvelées", audit.AuditOriginStarted: "Nouvelle origine du journal",
+	audit.AbuseThrottled: "Demandes trop nombreuses freinées", audit.TextErased: "Texte libre effacé",
 }
 
 type structuresPage struct {

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"aidants/auth"
 	"aidants/mandate"
@@ -112,29 +114,11 @@ func staticHandler(overrideDir string) http.Handler {
 	})
 }
 
-var months = [...]string{"janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"}
-
 // frDate writes "12 mars 2026" in Paris time.
-func frDate(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	t = t.In(mandate.Paris)
-	d := fmt.Sprint(t.Day())
-	if t.Day() == 1 {
-		d = "1er"
-	}
-	return fmt.Sprintf("%s %s %d", d, months[t.Month()-1], t.Year())
-}
+func frDate(t time.Time) string { return mandate.FrenchDate(t) }
 
 // frDateTime writes "12 mars 2026 à 14 h 05" in Paris time.
-func frDateTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	p := t.In(mandate.Paris)
-	return fmt.Sprintf("%s à %d h %02d", frDate(t), p.Hour(), p.Minute())
-}
+func frDateTime(t time.Time) string { return mandate.FrenchDateTime(t) }
 
 var funcs = template.FuncMap{
 	"date":         frDate,
@@ -142,10 +126,17 @@ var funcs = template.FuncMap{
 	"demarche":     mandate.Label,
 	"demarches":    labels,
 	"birthdate":    frBirthdate,
+	"day":          frBirthdate, // a YYYY-MM-DD date as "12 mars 2026"
 	"status":       func(s string) string { return statusLabels[s] },
 	"draftStatus":  func(s string) string { return draftLabels[s] },
 	"verifyStatus": func(s string) string { return verifyLabels[s] },
 	"age":          frAge,
+	"bornOn":       bornOn,
+	"capital":      capital,
+	"gendered":     gendered,
+	"ref":          mandate.Ref,
+	"explain":      mandate.Explain,
+	"reason":       mandate.ReasonLabel,
 }
 
 // frAge writes a duration as people say it: "moins d'une minute",
@@ -169,21 +160,57 @@ func frAge(d time.Duration) string {
 	}
 }
 
-var statusLabels = map[string]string{mandate.Active: "Actif", mandate.Expired: "Échu", mandate.Revoked: "Révoqué"}
+var statusLabels = map[string]string{mandate.Active: "En cours", mandate.Expired: "Arrivé à échéance", mandate.Revoked: "Retiré"}
 
 var draftLabels = map[string]string{mandate.DraftPending: "en attente de la personne", mandate.DraftIdentified: "personne identifiée, en attente de sa décision",
 	mandate.DraftAccepted: "accepté", mandate.DraftRefused: "refusé", mandate.DraftExpired: "expiré", mandate.DraftCompleted: "signé"}
 
-var verifyLabels = map[string]string{mandate.VerifyValid: "Valide", mandate.VerifyRevoked: "Révoqué", mandate.VerifyExpired: "Échu",
+var verifyLabels = map[string]string{mandate.VerifyValid: "Valide", mandate.VerifyRevoked: "Retiré", mandate.VerifyExpired: "Arrivé à échéance",
 	mandate.VerifyUnknown: "Inconnu", mandate.VerifyInvalid: "Invalide"}
 
 // frBirthdate writes a YYYY-MM-DD date as 12/03/1948.
+// frBirthdate writes a birth date ("1948-03-12", as FranceConnect gives
+// it) as "12 mars 1948".
 func frBirthdate(s string) string {
 	t, err := time.Parse(time.DateOnly, s)
 	if err != nil {
 		return s
 	}
-	return t.Format("02/01/2006")
+	return mandate.FrenchDay(t)
+}
+
+// bornOn says when a person was born, in the words their gender (as
+// FranceConnect gives it) calls for: "née le 12 mars 1948", "né le…",
+// and, when it is not known, "date de naissance : 12 mars 1948".
+func bornOn(gender, birthdate string) string {
+	switch gender {
+	case "female":
+		return "née le " + frBirthdate(birthdate)
+	case "male":
+		return "né le " + frBirthdate(birthdate)
+	}
+	return "date de naissance : " + frBirthdate(birthdate)
+}
+
+// capital writes the first letter of s in capitals.
+func capital(s string) string {
+	if r, size := utf8.DecodeRuneInString(s); r != utf8.RuneError {
+		return string(unicode.ToUpper(r)) + s[size:]
+	}
+	return s
+}
+
+// gendered picks the word for a person's gender: fem for "female", masc
+// for "male", other when it is not known (a rephrasing, never a median
+// dot).
+func gendered(gender, fem, masc, other string) string {
+	switch gender {
+	case "female":
+		return fem
+	case "male":
+		return masc
+	}
+	return other
 }
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }

@@ -2,14 +2,17 @@ package web
 
 import (
 	"context"
-	"encoding/csv"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"aidants/audit"
 	"aidants/auth"
@@ -180,7 +183,7 @@ func (n *namer) aidant(id string) string {
 	}
 	v := "une personne de la structure"
 	if a, err := n.s.dir.Aidant(n.ctx, id); err == nil {
-		v = a.GivenName
+		v = a.GivenName + " " + a.FamilyName
 	} else {
 		n.failed(err)
 	}
@@ -219,49 +222,103 @@ func labels(codes []string) string {
 	return strings.Join(out, ", ")
 }
 
-// describe says, in plain French, what an event did for the person.
+// describe says, in plain French, what an event did for the person: who
+// acted, by full name and organisation; never an id or a code.
 func (n *namer) describe(e audit.Event) string {
-	who := func() string { return n.aidant(e.Aidant) + " (" + n.org(e.Organisation) + ")" }
+	text := n.sentence(e)
+	if r, size := utf8.DecodeRuneInString(text); r != utf8.RuneError {
+		return string(unicode.ToUpper(r)) + text[size:]
+	}
+	return text
+}
+
+func (n *namer) sentence(e audit.Event) string {
+	who := func() string { return n.aidant(e.Aidant) + ", de " + n.org(e.Organisation) + "," }
 	byPerson := e.Actor.Kind == audit.ActorUsager
 	reason := ""
-	if e.Reason != "" && e.Reason != "superseded" {
-		reason = " Motif : « " + e.Reason + " »."
+	if e.Reason != "" && e.Reason != mandate.ReasonSuperseded {
+		reason = " Raison : " + strings.ToLower(mandate.ReasonLabel(e.Reason)[:1]) + mandate.ReasonLabel(e.Reason)[1:] + "."
 	}
 	switch e.Type {
 	case audit.MandateUsed:
-		return who() + " s'est connecté·e à " + n.service(e.Service) + " pour vous, démarche " + labels(e.Demarches) + "."
+		return who() + " a ouvert « " + n.service(e.Service) + " » pour vous, pour la démarche « " + labels(e.Demarches) + " »."
 	case audit.TokenIssued:
-		return n.service(e.Service) + " a reçu votre identité et le nom de la personne qui agit pour vous (" + who() + ")."
+		return "« " + n.service(e.Service) + " » a reçu votre identité, et sait que " + n.aidant(e.Aidant) + ", de " + n.org(e.Organisation) + ", agit pour vous."
 	case audit.UsagerIdentified:
-		return "Vous vous êtes identifié·e avec FranceConnect pour un mandat proposé par " + n.org(e.Organisation) + "."
+		return "Vous avez confirmé votre identité avec FranceConnect, pour un mandat proposé par " + n.org(e.Organisation) + "."
 	case audit.MandateConsentGiven:
 		return "Vous avez donné votre accord à " + n.org(e.Organisation) + " pour : " + labels(e.Demarches) + "."
 	case audit.MandateConsentRefused:
 		return "Vous avez refusé le mandat proposé par " + n.org(e.Organisation) + "."
 	case audit.MandateCreated:
-		return "Votre mandat n° " + e.Mandate + " avec " + n.org(e.Organisation) + " est signé, préparé par " + n.aidant(e.Aidant) + "."
+		return "Votre mandat n° " + mandate.Ref(e.Mandate) + " avec " + n.org(e.Organisation) + " est signé. Il a été préparé par " + n.aidant(e.Aidant) + "."
 	case audit.MandateRenewed:
 		return "Votre mandat avec " + n.org(e.Organisation) + " a été renouvelé."
 	case audit.MandateSuperseded:
 		return "Un nouveau mandat avec " + n.org(e.Organisation) + " remplace l'ancien pour : " + labels(e.Demarches) + "."
 	case audit.MandateDemarcheRevoked:
 		if byPerson {
-			return "Vous avez retiré la démarche " + labels(e.Demarches) + " de votre mandat avec " + n.org(e.Organisation) + "."
+			return "Vous avez retiré la démarche « " + labels(e.Demarches) + " » de votre mandat avec " + n.org(e.Organisation) + "."
 		}
-		return who() + " a retiré la démarche " + labels(e.Demarches) + " de votre mandat." + reason
+		return who() + " a retiré la démarche « " + labels(e.Demarches) + " » de votre mandat." + reason
 	case audit.MandateRevoked:
 		if byPerson {
-			return "Vous avez révoqué votre mandat avec " + n.org(e.Organisation) + "."
+			return "Vous avez retiré votre mandat avec " + n.org(e.Organisation) + "."
 		}
-		return who() + " a révoqué votre mandat." + reason
+		return who() + " a retiré votre mandat." + reason
 	case audit.UsagerLogin:
-		return "Vous vous êtes connecté·e à votre espace."
+		return "Vous avez ouvert votre espace."
 	case audit.UsagerLogout:
-		return "Vous vous êtes déconnecté·e de votre espace."
+		return "Vous avez quitté votre espace."
 	case audit.AuditExported:
 		return "Vous avez téléchargé vos données."
 	}
-	return "Action enregistrée (" + e.Type + ")."
+	return "Une action a été enregistrée."
+}
+
+type receiptPage struct {
+	Page
+	Index     int64
+	When      time.Time
+	Text      string
+	Leaf      int64
+	Size      int64
+	Witnessed bool
+	Checked   time.Time
+	LeafHash  string
+	QR        template.URL
+	ProofURL  string
+}
+
+// usagerReceiptPage shows, in plain French, that an action taken for the
+// person is in the public journal, with what a verifier needs: the QR code
+// of the public proof, and the receipt to download.
+func (s *Server) usagerReceiptPage(w http.ResponseWriter, r *http.Request, u *auth.Usager) error {
+	raw := r.PathValue("index")
+	idx, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || idx < 0 {
+		return badRequest("Ce numéro d'action est incorrect.")
+	}
+	e, err := s.log.At(r.Context(), idx, u.UsagerID)
+	if err != nil {
+		return s.usagerDenied(r, u, "event", raw, err)
+	}
+	rc, err := s.log.ReceiptFor(r.Context(), idx, u.UsagerID)
+	if err != nil {
+		return s.usagerDenied(r, u, "event", raw, err)
+	}
+	n := s.namer(r.Context())
+	page := &receiptPage{Page: s.base(r), Index: idx, When: e.Event.Time.Time, Text: n.describe(e.Event), Leaf: rc.Index, Size: rc.Size,
+		Witnessed: rc.Witnessed, Checked: s.now(), LeafHash: base64.StdEncoding.EncodeToString(rc.LeafHash[:])}
+	if n.err != nil {
+		return n.err
+	}
+	page.ProofURL = s.abs(fmt.Sprintf("/audit/proof/inclusion?index=%d&size=%d", rc.Index, rc.Size))
+	if page.QR, err = qrDataURL(page.ProofURL); err != nil {
+		return err
+	}
+	s.render(w, r, http.StatusOK, "mon-espace-recu", page)
+	return nil
 }
 
 type spaceRevokePage struct {
@@ -295,7 +352,7 @@ func (s *Server) usagerRevoke(w http.ResponseWriter, r *http.Request, u *auth.Us
 		return s.usagerDenied(r, u, "mandate", id, err)
 	}
 	err := s.mandates.Revoke(r.Context(), mandate.Revocation{By: u.Actor(), UsagerID: u.UsagerID, MandateID: id,
-		Demarche: r.PostFormValue("demarche"), Reason: "Retiré par la personne depuis son espace"})
+		Demarche: r.PostFormValue("demarche"), Reason: mandate.ReasonByPerson})
 	if err != nil {
 		return s.mandateError(r, "mandate", id, err)
 	}
@@ -444,8 +501,12 @@ func (s *Server) exportCSV(w http.ResponseWriter, r *http.Request, u *auth.Usage
 		if e.Event.Organisation != "" {
 			where = n.org(e.Event.Organisation)
 		}
-		lines = append(lines, csvSafe([]string{strconv.FormatInt(e.Index, 10), frDateTime(e.Event.Time.Time), n.describe(e.Event), e.Event.Type,
-			where, labels(e.Event.Demarches), e.Event.Mandate}))
+		ref := ""
+		if e.Event.Mandate != "" {
+			ref = mandate.Ref(e.Event.Mandate)
+		}
+		lines = append(lines, csvSafe([]string{strconv.FormatInt(e.Index, 10), frDateTime(e.Event.Time.Time), n.describe(e.Event),
+			where, labels(e.Event.Demarches), ref, e.Event.Type}))
 		return nil
 	})
 	if err != nil {
@@ -459,8 +520,7 @@ func (s *Server) exportCSV(w http.ResponseWriter, r *http.Request, u *auth.Usage
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="mes-actions-aidants.csv"`)
-	w.Write([]byte("\ufeff")) // so that spreadsheet programs read UTF-8
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"index", "date", "action", "type", "structure", "demarches", "mandat"})
+	cw := frenchCSV(w)
+	cw.Write([]string{"N° au journal", "Date et heure", "Ce qui a été fait", "Structure", "Démarches", "Mandat n°", "Code de l'événement"})
 	return cw.WriteAll(lines)
 }

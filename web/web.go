@@ -179,6 +179,7 @@ func (s *Server) routes() {
 	b.Handle("GET /mandats/{id}/attestation", s.page(s.aidantOnly(s.attestation("attestation"))))
 	b.Handle("GET /mandats/{id}/attestation-revocation", s.page(s.aidantOnly(s.attestation("attestation-revocation"))))
 	b.Handle("GET /mandats/{id}/mandat.jwt", s.page(s.aidantOnly(s.mandateJWT)))
+	b.Handle("GET /mandats/{id}/retirer", s.page(s.aidantOnly(s.withdrawConfirm)))
 	b.Handle("POST /mandats/{id}/revoquer", s.page(s.aidantOnly(s.revokeMandate)))
 	b.Handle("POST /mandats/{id}/renouveler", s.page(s.aidantOnly(s.renewMandate)))
 	// Anyone may check a signed mandate.
@@ -198,6 +199,7 @@ func (s *Server) routes() {
 	b.Handle("GET /mon-espace/deconnecte", s.page(s.usagerLoggedOut))
 	b.Handle("GET /mon-espace/mandats/{id}/revoquer", s.page(s.usagerOnly(s.usagerRevokeConfirm)))
 	b.Handle("POST /mon-espace/mandats/{id}/revoquer", s.page(s.usagerOnly(s.usagerRevoke)))
+	b.Handle("GET /mon-espace/actions/{index}", s.page(s.usagerOnly(s.usagerReceiptPage)))
 	b.Handle("GET /mon-espace/recus/{index}", s.page(s.usagerOnly(s.usagerReceipt)))
 	b.Handle("GET /mon-espace/donnees.json", s.page(s.usagerOnly(s.exportJSON)))
 	b.Handle("GET /mon-espace/actions.csv", s.page(s.usagerOnly(s.exportCSV)))
@@ -210,6 +212,7 @@ func (s *Server) routes() {
 	b.Handle("GET "+provider.ServiceDocumentationPath, s.page(s.servicesDocumentation))
 	b.Handle("GET /structure", s.page(s.referentOnly(s.structure)))
 	b.Handle("POST /structure/aidants", s.page(s.referentOnly(s.structureAddAidant)))
+	b.Handle("GET /structure/aidants/{id}/desactiver", s.page(s.referentOnly(s.structureDisableConfirm)))
 	b.Handle("POST /structure/aidants/{id}/desactiver", s.page(s.referentOnly(s.structureSetActive(false))))
 	b.Handle("POST /structure/aidants/{id}/reactiver", s.page(s.referentOnly(s.structureSetActive(true))))
 	b.Handle("POST /structure/demarches", s.page(s.referentOnly(s.structureDemarches)))

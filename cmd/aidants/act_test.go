@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"aidants/devidp"
+	"aidants/mandate"
 )
 
 var (
@@ -35,9 +36,9 @@ func TestDemoServiceShowsThePersonAndWhoActs(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(page, "/dev/service/retour") {
 		t.Fatalf("demo service: %d at %s\n%s", status, page, text)
 	}
-	for _, want := range []string{"Joséphine Marie Lefèvre", "1948-03-12",
-		"Démarche faite par Camille Martin (" + demoName + ", SIRET " + demoSIRET + ") sous le mandat n° " + id,
-		"Argent-Impots-Consommation", "eidas2"} {
+	for _, want := range []string{"Joséphine Marie Lefèvre", "née le 12 mars 1948",
+		"Démarche faite par Camille Martin (" + demoName + ", SIRET " + demoSIRET + "), au titre du mandat n° " + mandate.Ref(id),
+		"Démarche autorisée : Argent - Impôts - Consommation", "niveau substantiel", id, "Argent-Impots-Consommation", "eidas2"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the demo service's page lacks %q", want)
 		}
@@ -51,7 +52,7 @@ func TestDemoServiceShowsThePersonAndWhoActs(t *testing.T) {
 	// The person's space lists the action.
 	person := browser(t)
 	_, _, space := personSignIn(t, person, s, devidp.SubJosephine)
-	if !strings.Contains(html.UnescapeString(space), "Camille ("+demoName+") s'est connecté·e à Service démo (développement) pour vous, démarche Argent - Impôts - Consommation") {
+	if !strings.Contains(html.UnescapeString(space), "Camille Martin, de "+demoName+", a ouvert « Service démo (développement) » pour vous, pour la démarche « Argent - Impôts - Consommation »") {
 		t.Fatalf("the person's space does not list the action:\n%s", space)
 	}
 }

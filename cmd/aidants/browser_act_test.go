@@ -9,6 +9,7 @@ import (
 
 	"aidants/devidp"
 	"aidants/internal/browsertest"
+	"aidants/mandate"
 )
 
 // TestBrowserActOnBehalf: the aidant, in Chromium, goes from the dashboard
@@ -44,9 +45,9 @@ func TestBrowserActOnBehalf(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := textOf(t, ctx)
-	for _, want := range []string{"Joséphine Marie Lefèvre", "1948-03-12",
-		"Démarche faite par Camille Martin (" + demoName + ", SIRET " + demoSIRET + ") sous le mandat n° " + id,
-		"Social-Santé"} {
+	for _, want := range []string{"Joséphine Marie Lefèvre", "née le 12 mars 1948",
+		"Démarche faite par Camille Martin (" + demoName + ", SIRET " + demoSIRET + "), au titre du mandat n° " + mandate.Ref(id),
+		"Démarche autorisée : Social - Santé"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the demo service's page lacks %q:\n%s", want, text)
 		}
@@ -74,7 +75,7 @@ func TestBrowserActOnBehalf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if text := textOf(t, person); !strings.Contains(text, "Camille ("+demoName+") s'est connecté·e à Service démo (développement) pour vous, démarche Social - Santé") {
+	if text := textOf(t, person); !strings.Contains(text, "Camille Martin, de "+demoName+", a ouvert « Service démo (développement) » pour vous, pour la démarche « Social - Santé »") {
 		t.Fatalf("the person's space does not list the action:\n%s", text)
 	}
 }

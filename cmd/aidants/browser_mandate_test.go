@@ -73,7 +73,7 @@ func TestBrowserOnSiteMandateAttestationAndRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	recap := textOf(t, ctx)
-	for _, want := range []string{"Joséphine Marie Lefèvre", "12/03/1948", "Argent - Impôts - Consommation", "Logement", "6 mois", demoName} {
+	for _, want := range []string{"Joséphine Marie Lefèvre", "née le 12 mars 1948", "Argent - Impôts - Consommation", "Logement", "6 mois", demoName} {
 		if !strings.Contains(recap, want) {
 			t.Errorf("recap lacks %q:\n%s", want, recap)
 		}
@@ -101,7 +101,9 @@ func TestBrowserOnSiteMandateAttestationAndRevocation(t *testing.T) {
 	// Revocation from the mandate page.
 	err = chromedp.Do(ctx,
 		chromedp.Navigate(strings.TrimSuffix(loc, "/attestation")),
-		chromedp.SendKeys(chromedp.ID("motif"), "La personne a retiré son accord", chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(`a[href$="/retirer"]`), chromedp.NodeVisible),
+		chromedp.Click(chromedp.ID("motif-autre"), chromedp.NodeVisible),
+		chromedp.SendKeys(chromedp.ID("precision"), "La personne a retiré son accord", chromedp.NodeVisible),
 		chromedp.Click(chromedp.CSS(`button.danger`)),
 		chromedp.WaitVisible(chromedp.CSS(`article.attestation`)),
 	)
@@ -109,7 +111,7 @@ func TestBrowserOnSiteMandateAttestationAndRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := textOf(t, ctx)
-	if !strings.Contains(text, "Attestation de révocation") || !strings.Contains(text, "La personne a retiré son accord") {
+	if !strings.Contains(text, "Attestation de retrait") || !strings.Contains(text, "Une autre raison") {
 		t.Fatalf("revocation attestation:\n%s", text)
 	}
 	pdf, err = chromedp.Run(ctx, chromedp.PrintToPDF(chromedp.PDFPaper(chromedp.PaperA4), chromedp.PDFPreferCSSPageSize()))
@@ -119,7 +121,7 @@ func TestBrowserOnSiteMandateAttestationAndRevocation(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(s.URL+"/mandats?etat=revoques")); err != nil {
 		t.Fatal(err)
 	}
-	if text := textOf(t, ctx); !strings.Contains(text, "Lefèvre") || !strings.Contains(text, "Révoqué") {
+	if text := textOf(t, ctx); !strings.Contains(text, "Lefèvre") || !strings.Contains(text, "Retiré") {
 		t.Fatalf("revoked list:\n%s", text)
 	}
 }
@@ -195,7 +197,7 @@ func TestBrowserRemoteConsentAcceptedAndRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	list := textOf(t, ctx)
-	for _, want := range []string{"Ahmed Benali", "accepté", "refusé", "Actif"} {
+	for _, want := range []string{"Ahmed Benali", "accepté", "refusé", "En cours"} {
 		if !strings.Contains(list, want) {
 			t.Errorf("the aidant's list lacks %q:\n%s", want, list)
 		}
@@ -225,12 +227,25 @@ func TestBrowserPersonSpace(t *testing.T) {
 	}
 	text := textOf(t, ctx)
 	for _, want := range []string{"Bonjour Joséphine Marie", demoName, "Argent - Impôts - Consommation", "Social - Santé",
-		"Vous avez donné votre accord", "préparé par Camille"} {
+		"Vous avez donné votre accord", "Préparé par Camille Martin"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the space lacks %q", want)
 		}
 	}
-	href, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`a.receipt`), "href"))
+	// Each history line leads to its proof, in plain French, from which
+	// the receipt is downloaded.
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`a.receipt`), chromedp.NodeVisible),
+		chromedp.WaitVisible(chromedp.CSS(`a[href^="/mon-espace/recus/"]`)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := textOf(t, ctx); !strings.Contains(text, "Cette action est inscrite au journal public sous le n°") ||
+		!strings.Contains(text, "Télécharger le reçu (pour un vérificateur)") {
+		t.Fatalf("the proof page:\n%s", text)
+	}
+	href, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`a[href^="/mon-espace/recus/"]`), "href"))
 	if err != nil || !href.Exists {
 		t.Fatalf("no receipt link: %v", err)
 	}
@@ -253,6 +268,7 @@ func TestBrowserPersonSpace(t *testing.T) {
 		t.Fatalf("the downloaded receipt: %v %s", err, out.String())
 	}
 	err = chromedp.Do(ctx,
+		chromedp.Navigate(s.URL+"/mon-espace"),
 		chromedp.Click(chromedp.CSS(`a[href="/mon-espace/mandats/`+id+`/revoquer"]`), chromedp.NodeVisible),
 		chromedp.Click(chromedp.CSS(`button.danger`), chromedp.NodeVisible),
 		chromedp.WaitVisible(chromedp.CSS(`.success`)),
@@ -260,10 +276,10 @@ func TestBrowserPersonSpace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if text := textOf(t, ctx); !strings.Contains(text, "Vous avez révoqué votre mandat") || !strings.Contains(text, "Révoqué") {
+	if text := textOf(t, ctx); !strings.Contains(text, "Vous avez retiré votre mandat") || !strings.Contains(text, "Retiré") {
 		t.Fatalf("after revocation:\n%s", text)
 	}
-	if _, _, view := get(t, aidant, s.URL+"/mandats/"+id); !strings.Contains(view, "Révoqué") {
+	if _, _, view := get(t, aidant, s.URL+"/mandats/"+id); !strings.Contains(view, "Retiré") {
 		t.Fatal("the aidant's view does not show the mandate revoked")
 	}
 }

@@ -26,7 +26,9 @@ func TestBrowserReferentDisablesAnAidant(t *testing.T) {
 	id := aidantID(t, s, devidp.EmailCamille)
 	err := chromedp.Do(sacha,
 		chromedp.Click(chromedp.CSS(`a[href="/structure"]`), chromedp.NodeVisible),
-		chromedp.Click(chromedp.CSS(`form[action="/structure/aidants/`+id+`/desactiver"] button`), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(`a[href="/structure/aidants/`+id+`/desactiver"]`), chromedp.NodeVisible),
+		chromedp.Click(chromedp.ID("motif-depart"), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(`button.danger`), chromedp.NodeVisible),
 		chromedp.WaitVisible(chromedp.CSS(`.notice`)),
 	)
 	if err != nil {
@@ -67,16 +69,18 @@ func TestBrowserReferentDisablesAnAidant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	cr := csv.NewReader(strings.NewReader(strings.TrimPrefix(body, "\ufeff")))
+	cr.Comma = ';'
+	rows, err := cr.ReadAll()
 	if err != nil {
 		t.Fatalf("the export is not CSV: %v\n%s", err, body)
 	}
 	types := map[string]int{}
 	for _, r := range rows[1:] {
-		if r[4] != "Camille Martin" {
+		if r[3] != "Camille Martin" {
 			t.Errorf("a row of someone else: %v", r)
 		}
-		types[r[3]]++
+		types[r[7]]++
 	}
 	if types["aidant.login"] == 0 || types["aidant.disabled"] != 1 {
 		t.Errorf("the export's rows: %v", types)

@@ -135,7 +135,7 @@ func databaseFailures(t *testing.T, d store.Dialect) {
 		wantServerError(t, "mandate page", status, body)
 	})
 	o.during("revocation", dbfault.Writer, "FROM mandates WHERE id", func() {
-		_, status, body := postForm(t, aidant, s.URL+"/mandats/"+id+"/revoquer", url.Values{"demarche": {"argent"}, "motif": {"essai"}})
+		_, status, body := postForm(t, aidant, s.URL+"/mandats/"+id+"/revoquer", url.Values{"demarche": {"argent"}, "motif": {"erreur"}})
 		wantServerError(t, "revocation", status, body)
 	})
 	_, _, body := postForm(t, aidant, s.URL+"/mandats/nouveau", url.Values{"demarches": {"argent"}, "duree": {"1m"}, "methode": {"remote"}})

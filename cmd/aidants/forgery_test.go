@@ -123,7 +123,7 @@ func TestRenewalThroughThePages(t *testing.T) {
 	if !strings.Contains(body, "Attestation de mandat") {
 		t.Fatalf("renewed mandate: %s", page)
 	}
-	if _, _, body := get(t, c, s.URL+"/mandats/"+old); !strings.Contains(body, "Révoqué") || !strings.Contains(body, "remplacée par un nouveau mandat") {
+	if _, _, body := get(t, c, s.URL+"/mandats/"+old); !strings.Contains(body, "Retiré") || !strings.Contains(body, "Remplacée par un nouveau mandat") {
 		t.Fatal("the renewed mandate is not shown as replaced")
 	}
 	db := openDB(t, s)

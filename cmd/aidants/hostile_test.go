@@ -76,7 +76,7 @@ func TestHostileProvidersGetTheSignInPagesRefusal(t *testing.T) {
 			start: func(b *stepper) string {
 				return b.pick(http.MethodGet, s.URL+"/connexion/aidant", nil, devidp.SubCamille)
 			},
-			refused: "La réponse du fournisseur d'identité n'a pas pu être vérifiée. Par sécurité, vous n'êtes pas connecté·e."},
+			refused: "La réponse du fournisseur d'identité n'a pas pu être vérifiée. Par sécurité, la connexion n'est pas ouverte."},
 		{name: "franceconnect", idp: fc, client: "fc", callback: r.public + "/franceconnect/retour",
 			start: func(b *stepper) string {
 				return b.pick(http.MethodPost, s.URL+"/mon-espace/connexion", url.Values{}, devidp.SubJosephine)

@@ -99,7 +99,7 @@ func TestOnSiteMandateFromDraftToVerifiedSignature(t *testing.T) {
 	id := createOnSite(t, c, s, devidp.SubJosephine, onSiteForm("argent", "social"))
 
 	_, _, page := get(t, c, s.URL+"/mandats/"+id)
-	for _, want := range []string{"Joséphine Marie Lefèvre", "Argent - Impôts - Consommation", "Social - Santé", "Actif", "Camille Martin"} {
+	for _, want := range []string{"Joséphine Marie Lefèvre", "Argent - Impôts - Consommation", "Social - Santé", "En cours", "Camille Martin"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("mandate page lacks %q", want)
 		}
@@ -346,7 +346,7 @@ func TestAnotherOrganisationGets404AndIsJournaled(t *testing.T) {
 	if _, _, body := get(t, b, s.URL+"/mandats"); strings.Contains(body, "Lefèvre") {
 		t.Error("organisation B lists organisation A's mandate")
 	}
-	if _, _, body := get(t, a, s.URL+"/mandats/"+id); !strings.Contains(body, "Actif") {
+	if _, _, body := get(t, a, s.URL+"/mandats/"+id); !strings.Contains(body, "En cours") {
 		t.Error("the mandate changed")
 	}
 }
@@ -383,7 +383,7 @@ func TestRemoteConsentAcceptedOnceRefusedAndListed(t *testing.T) {
 	if _, _, list := get(t, c, s.URL+"/mandats"); !strings.Contains(list, "accepté") || !strings.Contains(list, "Benali") {
 		t.Fatalf("the aidant's list:\n%s", list)
 	}
-	if _, _, page := get(t, c, s.URL+"/mandats/"+m); !strings.Contains(page, "accord à distance") || !strings.Contains(page, "Actif") {
+	if _, _, page := get(t, c, s.URL+"/mandats/"+m); !strings.Contains(page, "accord donné à distance") || !strings.Contains(page, "En cours") {
 		t.Fatalf("remote mandate page:\n%s", page)
 	}
 	// The link served once: opening it again, on any device, is refused.
@@ -445,24 +445,52 @@ func TestRevocationOfADemarcheThenOfTheMandate(t *testing.T) {
 	signInAidant(t, c, s, devidp.SubCamille)
 	id := createOnSite(t, c, s, devidp.SubJosephine, onSiteForm("argent", "social"))
 	_, _, jws := get(t, c, s.URL+"/mandats/"+id+"/mandat.jwt")
-	if _, status, _ := postForm(t, c, s.URL+"/mandats/"+id+"/revoquer", url.Values{"demarche": {"argent"}, "motif": {""}}); status != http.StatusBadRequest {
-		t.Fatalf("revocation without a reason: %d", status)
+	// The mandate page links to a confirmation that says what happens and
+	// asks why.
+	_, _, page0 := get(t, c, s.URL+"/mandats/"+id)
+	if !strings.Contains(page0, "/mandats/"+id+"/retirer?demarche=argent") || !strings.Contains(page0, "/mandats/"+id+"/retirer\"") {
+		t.Fatalf("the mandate page does not lead to the confirmations:\n%s", page0)
 	}
-	page, status, body := postForm(t, c, s.URL+"/mandats/"+id+"/revoquer", url.Values{"demarche": {"argent"}, "motif": {"n'en a plus besoin"}})
-	if status != http.StatusOK || !strings.Contains(body, "Retirée le") || !strings.Contains(page, "/mandats/"+id) {
-		t.Fatalf("démarche revocation: %d at %s", status, page)
+	_, status, confirm := get(t, c, s.URL+"/mandats/"+id+"/retirer?demarche=argent")
+	if status != http.StatusOK || !strings.Contains(confirm, "Vous allez retirer la démarche") || !strings.Contains(confirm, `name="motif" value="demande_personne"`) {
+		t.Fatalf("confirmation: %d\n%s", status, confirm)
+	}
+	for _, bad := range []url.Values{
+		{"demarche": {"argent"}, "motif": {""}},
+		{"demarche": {"argent"}, "motif": {"n'en a plus besoin"}},
+		{"demarche": {"argent"}, "motif": {"autre"}, "precision": {"  "}},
+	} {
+		if _, status, body := postForm(t, c, s.URL+"/mandats/"+id+"/revoquer", bad); status != http.StatusBadRequest || !strings.Contains(body, "Choisissez la raison") {
+			t.Fatalf("revocation with %v: %d", bad, status)
+		}
+	}
+	page, status, body := postForm(t, c, s.URL+"/mandats/"+id+"/revoquer", url.Values{"demarche": {"argent"}, "motif": {"plus_necessaire"}})
+	if status != http.StatusOK || !strings.Contains(body, "Retirée le") || !strings.Contains(body, "La personne n&#39;en a plus besoin") ||
+		!strings.Contains(body, "est retirée de ce mandat") || !strings.Contains(page, "/mandats/"+id) {
+		t.Fatalf("démarche revocation: %d at %s\n%s", status, page, body)
 	}
 	_, _, v := get(t, c, s.URL+"/mandats/verify?jws="+url.QueryEscape(jws))
 	if !strings.Contains(v, "valide pour une partie") {
 		t.Fatalf("after one démarche:\n%s", v)
 	}
-	page, status, body = postForm(t, c, s.URL+"/mandats/"+id+"/revoquer", url.Values{"motif": {"la personne a déménagé"}})
-	if status != http.StatusOK || !strings.Contains(page, "/attestation-revocation") || !strings.Contains(body, "Attestation de révocation") ||
-		!strings.Contains(body, "la personne a déménagé") {
+	page, status, body = postForm(t, c, s.URL+"/mandats/"+id+"/revoquer", url.Values{"motif": {"autre"}, "precision": {"La personne a déménagé"}})
+	if status != http.StatusOK || !strings.Contains(page, "/attestation-revocation") || !strings.Contains(body, "Attestation de retrait") ||
+		!strings.Contains(body, "Une autre raison") {
 		t.Fatalf("revocation: %d at %s\n%s", status, page, body)
 	}
+	if _, _, body := get(t, c, s.URL+"/mandats/"+id); !strings.Contains(html.UnescapeString(body), "« La personne a déménagé »") {
+		t.Fatalf("the mandate page does not give the reason's text:\n%s", body)
+	}
+	// The journal keeps the code and the text's hash, never the text.
+	db := openDB(t, s)
+	if n := count(t, db, `SELECT COUNT(*) FROM audit_events WHERE body LIKE '%déménagé%'`); n != 0 {
+		t.Fatalf("%d events carry the reason's text", n)
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM audit_events WHERE type = 'mandate.revoked' AND body LIKE '%"reason":"autre"%' AND body LIKE '%text_sha256%'`); n != 1 {
+		t.Fatalf("%d mandate.revoked events with the code and the text's hash, want 1", n)
+	}
 	_, _, v = get(t, c, s.URL+"/mandats/verify?jws="+url.QueryEscape(jws))
-	if !strings.Contains(v, "Ce mandat a été révoqué") {
+	if !strings.Contains(v, "Ce mandat a été retiré") {
 		t.Fatalf("after revocation:\n%s", v)
 	}
 	file := filepath.Join(t.TempDir(), "m.jwt")

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/csv"
+	"errors"
 	"html"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -79,10 +82,22 @@ func TestReferentManagesTheTeamAndOnlyTheirs(t *testing.T) {
 	}
 
 	// Disabling Camille ends her open session at her next request.
+	// The référent confirms, with a reason.
 	camilleID := aidantID(t, s, devidp.EmailCamille)
-	if _, status, body := postForm(t, ref, s.URL+"/structure/aidants/"+camilleID+"/desactiver", nil); status != http.StatusOK ||
+	if _, status, body := get(t, ref, s.URL+"/structure/aidants/"+camilleID+"/desactiver"); status != http.StatusOK ||
+		!strings.Contains(body, "Désactiver Camille Martin") || !strings.Contains(body, `value="depart"`) {
+		t.Fatalf("the confirmation: %d\n%s", status, body)
+	}
+	if _, status, body := postForm(t, ref, s.URL+"/structure/aidants/"+camilleID+"/desactiver", nil); status != http.StatusBadRequest ||
+		!strings.Contains(body, "Choisissez la raison") {
+		t.Fatalf("disabling without a reason: %d", status)
+	}
+	if _, status, body := postForm(t, ref, s.URL+"/structure/aidants/"+camilleID+"/desactiver", url.Values{"motif": {"autre"}, "precision": {"En congé maladie"}}); status != http.StatusOK ||
 		!strings.Contains(html.UnescapeString(body), "L'aidant a été désactivé") {
 		t.Fatalf("disabling Camille: %d", status)
+	}
+	if n := count(t, openDB(t, s), `SELECT COUNT(*) FROM audit_events WHERE type = 'aidant.disabled' AND body LIKE '%"reason":"autre"%' AND body LIKE '%text_sha256%' AND body NOT LIKE '%maladie%'`); n != 1 {
+		t.Fatalf("%d aidant.disabled events with the code and the text's hash only, want 1", n)
 	}
 	if page, _, _ := get(t, camille, s.URL+"/tableau-de-bord"); !strings.Contains(page, "/connexion") {
 		t.Errorf("Camille, disabled, still reaches %s", page)
@@ -126,7 +141,7 @@ func TestReferentManagesTheTeamAndOnlyTheirs(t *testing.T) {
 	// The journal, filtered, and its CSV export (itself journaled).
 	_, status, body = get(t, ref, s.URL+"/structure/journal?type=aidant.disabled")
 	text = html.UnescapeString(body)
-	if status != http.StatusOK || !strings.Contains(text, "Aidant désactivé") || !strings.Contains(text, "<td>Camille Martin</td>") || strings.Count(text, "<tr><td>") != 1 {
+	if status != http.StatusOK || !strings.Contains(text, "Aidant désactivé") || !strings.Contains(text, `<td data-label="Aidant">Camille Martin</td>`) || strings.Count(text, "<tr><td") != 1 {
 		t.Errorf("the filtered journal: %d\n%s", status, text)
 	}
 	if _, status, _ := get(t, ref, s.URL+"/structure/journal?type=inconnu"); status != http.StatusBadRequest {
@@ -136,20 +151,20 @@ func TestReferentManagesTheTeamAndOnlyTheirs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := csv.NewReader(resp.Body).ReadAll()
+	rows, err := frenchCSV(resp.Body)
 	resp.Body.Close()
-	if err != nil || len(rows) != 2 || rows[1][3] != "aidant.disabled" || rows[1][4] != "Camille Martin" {
+	if err != nil || len(rows) != 2 || rows[0][2] != "Événement" || rows[1][2] != "Aidant désactivé" || rows[1][7] != "aidant.disabled" || rows[1][3] != "Camille Martin" {
 		t.Errorf("the CSV export: %v %v", rows, err)
 	}
 	resp, err = ref.Get(s.URL + "/structure/journal.csv?type=aidant.created")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, _ = csv.NewReader(resp.Body).ReadAll()
+	rows, _ = frenchCSV(resp.Body)
 	resp.Body.Close()
 	for _, row := range rows[1:] {
-		if strings.HasPrefix(row[4], "=") {
-			t.Errorf("a formula reaches the spreadsheet: %q", row[4])
+		if strings.HasPrefix(row[3], "=") {
+			t.Errorf("a formula reaches the spreadsheet: %q", row[3])
 		}
 	}
 	if n := count(t, db, `SELECT COUNT(*) FROM audit_events WHERE type = 'audit.exported'`); n != 2 {
@@ -158,7 +173,7 @@ func TestReferentManagesTheTeamAndOnlyTheirs(t *testing.T) {
 	// Nothing of the other organisation in the journal, even asked by id.
 	for _, q := range []string{"", "?aidant=" + yanis} {
 		_, _, body = get(t, ref, s.URL+"/structure/journal"+q)
-		if strings.Contains(body, "<td>Yanis Roux</td>") || strings.Contains(body, "<td>"+yanis+"</td>") {
+		if strings.Contains(body, ">Yanis Roux</td>") || strings.Contains(body, ">"+yanis+"</td>") {
 			t.Errorf("the journal%s shows another organisation's aidant", q)
 		}
 	}
@@ -205,4 +220,19 @@ func TestAidantOfSeveralOrganisationsSwitches(t *testing.T) {
 	if _, _, body := get(t, alex, s.URL+"/tableau-de-bord"); !strings.Contains(html.UnescapeString(body), secondName) {
 		t.Error("the refused switch changed the current organisation")
 	}
+}
+
+// frenchCSV reads a CSV file made for French spreadsheets: a byte-order
+// mark, then cells separated by ";".
+func frenchCSV(r io.Reader) ([][]string, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.HasPrefix(b, []byte("\ufeff")) {
+		return nil, errors.New("no byte-order mark: spreadsheets would not read the accents")
+	}
+	cr := csv.NewReader(bytes.NewReader(bytes.TrimPrefix(b, []byte("\ufeff"))))
+	cr.Comma = ';'
+	return cr.ReadAll()
 }

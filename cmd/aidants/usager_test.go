@@ -18,9 +18,10 @@ import (
 	"time"
 
 	"aidants/devidp"
+	"aidants/mandate"
 )
 
-var receiptLink = regexp.MustCompile(`/mon-espace/recus/(\d+)`)
+var receiptLink = regexp.MustCompile(`/mon-espace/actions/(\d+)`)
 
 // personSignIn opens the person's space through the development
 // FranceConnect and returns the space's page.
@@ -69,8 +70,8 @@ func TestPersonSeesMandatesAndActionsGetsReceiptsExportsAndRevokes(t *testing.T)
 	}
 	_, status, body := personSignIn(t, person, s, devidp.SubJosephine)
 	text := html.UnescapeString(body)
-	for _, want := range []string{"Bonjour Joséphine Marie", demoName, "Argent - Impôts - Consommation", "Logement", "préparé par Camille",
-		"Vous avez donné votre accord à " + demoName, "Vous vous êtes identifié·e avec FranceConnect", id} {
+	for _, want := range []string{"Bonjour Joséphine Marie", demoName, "Argent - Impôts - Consommation", "Logement", "Préparé par Camille Martin",
+		"Vous avez donné votre accord à " + demoName, "Vous avez confirmé votre identité avec FranceConnect", "Mandat n° " + mandate.Ref(id)} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the space lacks %q", want)
 		}
@@ -83,6 +84,15 @@ func TestPersonSeesMandatesAndActionsGetsReceiptsExportsAndRevokes(t *testing.T)
 	m := receiptLink.FindStringSubmatch(body)
 	if m == nil {
 		t.Fatal("no receipt link")
+	}
+	// The history links to a page in plain French, with the QR code of
+	// the public proof and the receipt to download.
+	_, st, proofPage := get(t, person, s.URL+"/mon-espace/actions/"+m[1])
+	for _, want := range []string{"Cette action est inscrite au journal public sous le n° <strong>" + m[1] + "</strong>",
+		"Télécharger le reçu (pour un vérificateur)", `href="/mon-espace/recus/` + m[1] + `"`, `src="data:image/png;base64,`} {
+		if st != http.StatusOK || !strings.Contains(proofPage, want) {
+			t.Fatalf("the receipt page (%d) lacks %q:\n%s", st, want, proofPage)
+		}
 	}
 	st, receipt, hdr := download(t, person, s.URL+"/mon-espace/recus/"+m[1])
 	if st != 200 || !strings.Contains(hdr.Get("Content-Disposition"), "recu-"+m[1]) {
@@ -145,8 +155,11 @@ func TestPersonSeesMandatesAndActionsGetsReceiptsExportsAndRevokes(t *testing.T)
 		}
 	}
 	st, csvBody, _ := download(t, person, s.URL+"/mon-espace/actions.csv")
-	if st != 200 || !strings.Contains(string(csvBody), "index,date,action,type") || !strings.Contains(string(csvBody), "mandate.created") {
-		t.Fatalf("CSV export: %d\n%s", st, csvBody)
+	rows, err := frenchCSV(bytes.NewReader(csvBody))
+	if st != 200 || err != nil || len(rows) < 2 || rows[0][0] != "N° au journal" || rows[0][2] != "Ce qui a été fait" ||
+		!strings.Contains(string(csvBody), "mandate.created") || !strings.Contains(string(csvBody), "est signé. Il a été préparé par Camille Martin") ||
+		strings.Contains(string(csvBody), id) {
+		t.Fatalf("CSV export: %d %v\n%s", st, err, csvBody)
 	}
 
 	// Withdrawing one démarche, after a confirmation page.
@@ -155,7 +168,7 @@ func TestPersonSeesMandatesAndActionsGetsReceiptsExportsAndRevokes(t *testing.T)
 		t.Fatalf("confirmation: %d", status)
 	}
 	page, status, body := postForm(t, person, s.URL+"/mon-espace/mandats/"+id+"/revoquer", url.Values{"demarche": {"argent"}})
-	if status != 200 || !strings.Contains(page, "revoque=1") || !strings.Contains(html.UnescapeString(body), "Vous avez retiré la démarche Argent") {
+	if status != 200 || !strings.Contains(page, "revoque=1") || !strings.Contains(html.UnescapeString(body), "Vous avez retiré la démarche « Argent") {
 		t.Fatalf("withdrawal: %d at %s", status, page)
 	}
 	if _, _, view := get(t, aidant, s.URL+"/mandats/"+id); !strings.Contains(view, "Retirée le") {
@@ -202,7 +215,7 @@ func TestPersonCannotReachAnotherPersonsData(t *testing.T) {
 
 	person := browser(t)
 	_, _, body = personSignIn(t, person, s, devidp.SubJosephine)
-	if strings.Contains(body, "Benali") || strings.Contains(body, ahmed) {
+	if strings.Contains(body, "Benali") || strings.Contains(body, mandate.Ref(ahmed)) {
 		t.Fatal("Joséphine's space shows Ahmed")
 	}
 	db := openDB(t, s)
@@ -211,6 +224,9 @@ func TestPersonCannotReachAnotherPersonsData(t *testing.T) {
 		if st, b, _ := download(t, person, s.URL+"/mon-espace/recus/"+idx); st != http.StatusNotFound || strings.Contains(string(b), "Benali") {
 			t.Errorf("someone else's receipt %s: %d", idx, st)
 		}
+		if _, st, b := get(t, person, s.URL+"/mon-espace/actions/"+idx); st != http.StatusNotFound || strings.Contains(b, "Benali") {
+			t.Errorf("someone else's receipt page %s: %d", idx, st)
+		}
 	}
 	if _, st, _ := get(t, person, s.URL+"/mon-espace/mandats/"+ahmed+"/revoquer"); st != http.StatusNotFound {
 		t.Errorf("someone else's revocation page: %d", st)
@@ -218,10 +234,10 @@ func TestPersonCannotReachAnotherPersonsData(t *testing.T) {
 	if _, st, _ := postForm(t, person, s.URL+"/mon-espace/mandats/"+ahmed+"/revoquer", nil); st != http.StatusNotFound {
 		t.Errorf("someone else's revocation: %d", st)
 	}
-	if n := count(t, db, `SELECT COUNT(*) FROM audit_events WHERE type = 'access.denied'`) - denied; n != len(his)+2 {
-		t.Errorf("%d access.denied events, want %d", n, len(his)+2)
+	if n := count(t, db, `SELECT COUNT(*) FROM audit_events WHERE type = 'access.denied'`) - denied; n != 2*len(his)+2 {
+		t.Errorf("%d access.denied events, want %d", n, 2*len(his)+2)
 	}
-	if _, _, v := get(t, aidant, s.URL+"/mandats/"+ahmed); !strings.Contains(v, "Actif") {
+	if _, _, v := get(t, aidant, s.URL+"/mandats/"+ahmed); !strings.Contains(v, "En cours") {
 		t.Error("Ahmed's mandate changed")
 	}
 	// Paging parameters and exports only ever show her own.
@@ -257,7 +273,11 @@ func TestTamperedReceiptsAreRejectedByTheCommandLine(t *testing.T) {
 	createOnSite(t, aidant, s, devidp.SubJosephine, onSiteForm("argent"))
 	person := browser(t)
 	_, _, body := personSignIn(t, person, s, devidp.SubJosephine)
-	_, receipt, _ := download(t, person, s.URL+"/mon-espace/recus/"+receiptLink.FindStringSubmatch(body)[1])
+	m := receiptLink.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no receipt link:\n%s", body)
+	}
+	_, receipt, _ := download(t, person, s.URL+"/mon-espace/recus/"+m[1])
 	var r map[string]any
 	json.Unmarshal(receipt, &r)
 	tamper := func(f func(map[string]any)) []byte {
