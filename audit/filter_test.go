@@ -110,7 +110,9 @@ func TestQueryMemoryDoesNotGrowWithTheResult(t *testing.T) {
 	}
 	grew := int64(peak) - int64(base)
 	t.Logf("%d events, %d MB of bodies read; heap grew by at most %.1f MB", count, bytes>>20, float64(grew)/(1<<20))
-	if grew > int64(bytes)/4 {
+	// Keeping the result would grow the heap by at least bytes; half of
+	// it leaves room for a collector that lags on a loaded machine.
+	if grew > int64(bytes)/2 {
 		t.Errorf("the heap grew by %d bytes while reading %d bytes of events: the result is being kept", grew, bytes)
 	}
 }

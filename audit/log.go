@@ -68,6 +68,7 @@ type Log struct {
 	refused atomic.Pointer[error] // set by Refuse: nothing may be appended
 	failed  atomic.Pointer[error] // the last batch's failure, nil once one succeeds
 	observe atomic.Pointer[func(units int, commit time.Duration)]
+	watch   atomic.Pointer[Watcher]
 	stats   Stats
 	now     func() time.Time
 	proofs  proofReader
@@ -169,6 +170,21 @@ func (l *Log) Health() error {
 // Observe has f told of each committed batch: its units and how long the
 // commit took (fsync included), for the metrics' histograms.
 func (l *Log) Observe(f func(units int, commit time.Duration)) { l.observe.Store(&f) }
+
+// Watcher is told of every event a unit appends, inside the unit's
+// transaction, right after the event joined it: what it writes (a message
+// queued in the outbox, say) commits or rolls back with the event. An error
+// fails the Append, and so the unit. A Watcher must not call Append.
+type Watcher func(tx *Tx, index int64, ev *Event) error
+
+// Watch sets the Watcher of every event appended from now on (nil: none).
+func (l *Log) Watch(w Watcher) {
+	if w == nil {
+		l.watch.Store(nil)
+		return
+	}
+	l.watch.Store(&w)
+}
 
 // Stats returns the writer's counters.
 func (l *Log) Stats() *Stats { return &l.stats }
@@ -280,6 +296,8 @@ type Tx struct {
 	start   int64 // global position of the current origin's leaf 0
 	next    *int64
 	pending *[]pending
+	watch   *Watcher
+	inWatch bool
 }
 
 // Dialect is the engine the transaction runs on.
@@ -326,9 +344,23 @@ func (t *Tx) Append(ev Event) (int64, error) {
 			return 0, err
 		}
 	}
+	if t.inWatch {
+		return 0, errors.New("audit: a watcher appended an event")
+	}
 	leaf := *t.next
 	*t.next++
 	*t.pending = append(*t.pending, pending{leaf: leaf, ev: &ev, body: body})
+	if t.watch != nil {
+		t.inWatch = true
+		err := (*t.watch)(t, t.start+leaf, &ev)
+		t.inWatch = false
+		if err != nil {
+			// The event leaves with what its watcher could not write.
+			*t.pending = (*t.pending)[:len(*t.pending)-1]
+			*t.next--
+			return 0, err
+		}
+	}
 	return t.start + leaf, nil
 }
 
@@ -382,7 +414,7 @@ func (l *Log) runBatch(batch []*unit, results []error) (err error) {
 	}
 	defer sp.close()
 	evs = make([]pending, 0, 2*len(batch))
-	utx := &Tx{tx: tx, db: l.db, now: now, start: l.cur.Start, next: &next, pending: &evs}
+	utx := &Tx{tx: tx, db: l.db, now: now, start: l.cur.Start, next: &next, pending: &evs, watch: l.watch.Load()}
 	for i, u := range batch {
 		if err := u.ctx.Err(); err != nil {
 			results[i] = err

@@ -278,6 +278,9 @@ type Mail struct {
 	// CAFile, when set, is a PEM file of the authorities the relay's
 	// certificate must chain to, instead of the system's.
 	CAFile string `toml:"ca_file"`
+	// RetryAfter is the wait after a first failed delivery, doubled after
+	// each further one up to an hour (default 30s).
+	RetryAfter Duration `toml:"retry_after"`
 }
 
 // Log configures the application log.
@@ -602,6 +605,9 @@ func (m Mail) check(dev bool) []error {
 		if a, err := mail.ParseAddress(m.From); err != nil || !strings.Contains(a.Address, "@") || strings.ContainsAny(m.From, "\r\n") {
 			bad("mail.from %q is not an email address (for example \"Aidants <ne-pas-repondre@aidants.example.fr>\")", m.From)
 		}
+	}
+	if m.RetryAfter < 0 || time.Duration(m.RetryAfter) > time.Hour {
+		bad("mail.retry_after must be between 0s (the default, 30s) and 1h")
 	}
 	if m.CAFile != "" {
 		pem, err := os.ReadFile(m.CAFile)

@@ -59,7 +59,7 @@ func FromConfig(log *audit.Log, c config.Mail, dev bool, logger *slog.Logger) (*
 	if s.Outbox, err = NewOutbox(from); err != nil {
 		return nil, fmt.Errorf("mail.from: %w", err)
 	}
-	if s.Sender, err = NewSender(log, SenderOptions{From: from, Transport: t, Logger: logger}); err != nil {
+	if s.Sender, err = NewSender(log, SenderOptions{From: from, Transport: t, Logger: logger, Backoff: c.RetryAfter.D()}); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -23,6 +23,7 @@ import (
 	"aidants/auth"
 	"aidants/keys"
 	"aidants/mandate"
+	"aidants/notify"
 	"aidants/org"
 	"aidants/provider"
 	"aidants/templates"
@@ -70,6 +71,12 @@ type Deps struct {
 	ServiceName func(ctx context.Context, id string) string
 	// Witnessing says which checkpoint the witnesses cosigned.
 	Witnessing *witness.Service
+	// Notify queues the messages that pages send (a consent link by
+	// email); nil: no email.
+	Notify *notify.Notifier
+	// MailWake makes the mail sender look at the outbox now (nil: it
+	// looks at its next poll).
+	MailWake func()
 }
 
 // Server serves the service.
@@ -85,6 +92,8 @@ type Server struct {
 	auditEvents http.HandlerFunc
 	services    func(ctx context.Context, id string) string
 	witnessing  *witness.Service
+	notify      *notify.Notifier
+	mailWake    func()
 
 	browser *http.ServeMux
 	api     *http.ServeMux
@@ -110,7 +119,7 @@ func New(opts Options, d Deps) (*Server, error) {
 	}
 	s := &Server{
 		opts: opts, pages: pages, auth: d.Auth, log: d.Log, dir: d.Dir, mandates: d.Mandates, keys: d.Keys, provider: d.Provider, services: d.ServiceName,
-		auditEvents: d.AuditEvents, witnessing: d.Witnessing,
+		auditEvents: d.AuditEvents, witnessing: d.Witnessing, notify: d.Notify, mailWake: d.MailWake,
 		browser: http.NewServeMux(), api: http.NewServeMux(), root: http.NewServeMux(),
 		logger: opts.Logger,
 	}

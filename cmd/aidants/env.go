@@ -18,7 +18,9 @@ import (
 	"aidants/auditor"
 	"aidants/config"
 	"aidants/keys"
+	"aidants/mail"
 	"aidants/mandate"
+	"aidants/notify"
 	"aidants/org"
 	"aidants/provider"
 	"aidants/store"
@@ -191,7 +193,11 @@ type instance struct {
 	auditors *auditor.API
 	// witnessing sends checkpoints to the witnesses (serve runs it).
 	witnessing *witness.Service
-	logger     *slog.Logger
+	// mail is outgoing email (nil when off: no relay outside development
+	// mode); notify queues its messages as the journal grows.
+	mail   *mail.Setup
+	notify *notify.Notifier
+	logger *slog.Logger
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
@@ -293,8 +299,20 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, logger *slog
 	}
 	auditors := auditor.New(db, log, km, prov, nil)
 	prov.ClientCredentials = auditors.ClientCredentials
+	// Every process that writes queues the messages its events tell of;
+	// the serving process delivers them.
+	ms2, err := mail.FromConfig(log, cfg.Mail, cfg.Dev, logger)
+	if err != nil && !errors.Is(err, mail.ErrOff) {
+		return nil, err
+	}
+	var outbox *mail.Outbox
+	if ms2 != nil {
+		outbox = ms2.Outbox
+	}
+	nf := notify.New(outbox, cfg.Server.PublicURL, logger)
+	log.Watch(nf.Watch)
 	return &instance{cfg: cfg, db: db, log: log, dir: org.New(log), keys: km, mandates: ms, provider: prov, auditors: auditors,
-		witnessing: ws, logger: logger}, nil
+		witnessing: ws, mail: ms2, notify: nf, logger: logger}, nil
 }
 
 // witnessConfig reads the witnesses of the configuration.
@@ -309,6 +327,13 @@ func witnessConfig(cfg config.Config, logger *slog.Logger) (witness.Config, erro
 		wc.Witnesses = append(wc.Witnesses, witness.Endpoint{URL: w.URL, Verifier: v, Dev: cfg.Dev && v.Name() == witness.DevWitnessName})
 	}
 	return wc, nil
+}
+
+// wakeMail makes the sender deliver now what a unit just queued.
+func (i *instance) wakeMail() {
+	if i.mail != nil {
+		i.mail.Sender.Wake()
+	}
 }
 
 func (i *instance) Close() {

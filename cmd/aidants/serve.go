@@ -16,6 +16,7 @@ import (
 
 	"aidants/auth"
 	"aidants/config"
+	"aidants/mail"
 	"aidants/store"
 	"aidants/web"
 )
@@ -184,7 +185,8 @@ func wire(ctx context.Context, in *instance, env *envFlags) (http.Handler, http.
 			TokenFailures: cfg.Limits.TokenFailures, Verify: cfg.Limits.Verify, AuditorAPI: cfg.Limits.AuditorAPI},
 		Logger: in.logger, Registry: reg,
 	}, web.Deps{Auth: authSvc, Log: in.log, Dir: in.dir, Mandates: in.mandates, Keys: in.keys,
-		Provider: in.provider, ServiceName: in.provider.ServiceName, AuditEvents: in.auditors.Events, Witnessing: in.witnessing})
+		Provider: in.provider, ServiceName: in.provider.ServiceName, AuditEvents: in.auditors.Events, Witnessing: in.witnessing,
+		Notify: in.notify, MailWake: in.wakeMail})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -208,6 +210,18 @@ func wire(ctx context.Context, in *instance, env *envFlags) (http.Handler, http.
 		}
 		srv.Mount("/dev/service", demo)
 		srv.Mount("/dev/service/", demo)
+	}
+	if in.mail != nil {
+		in.mail.Sender.Register(reg)
+		if in.mail.Mailbox != nil {
+			srv.Mount(mail.DevMailboxPath, in.mail.Mailbox)
+			srv.Mount(mail.DevMailboxPath+"/", in.mail.Mailbox)
+		}
+		go in.mail.Sender.Run(ctx)
+		go in.notify.Run(ctx, in.log, time.Minute, in.wakeMail)
+		in.logger.Info("mail", "relay", in.mail.Relay)
+	} else {
+		in.logger.Warn("mail is off: nobody is told by email (set mail.smtp_url or AIDANTS_SMTP_URL)")
 	}
 	go srv.Run(ctx)
 	return srv.Handler(), srv.MetricsHandler(), nil
