@@ -174,6 +174,11 @@ func devConfig(dir, listen string) (config.Config, error) {
 	cfg.AidantsProvider.ClientID, cfg.AidantsProvider.ClientSecret = devAidantsClient, s.AidantsClientSecret
 	cfg.FranceConnect.Issuer = public + "/dev/franceconnect"
 	cfg.FranceConnect.ClientID, cfg.FranceConnect.ClientSecret = devFCClient, s.FCClientSecret
+	// Messages go to the built-in mailbox (/dev/courriels), or to the relay
+	// of AIDANTS_SMTP_URL when set (a local mailpit, say), tried again
+	// within seconds when it is not up yet.
+	cfg.Mail.SMTPURL = os.Getenv("AIDANTS_SMTP_URL")
+	cfg.Mail.RetryAfter = config.Duration(2 * time.Second)
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("development configuration: %w", err)
 	}
