@@ -55,6 +55,7 @@ const (
 	UsagerLogout              = "usager.logout"
 	MandateDraftCreated       = "mandate.draft_created"
 	MandateConsentLinkCreated = "mandate.consent_link_created"
+	MandateConsentLinkSent    = "mandate.consent_link_sent"
 	MandateConsentGiven       = "mandate.consent_given"
 	MandateConsentRefused     = "mandate.consent_refused"
 	MandateCreated            = "mandate.created"
@@ -87,7 +88,7 @@ const (
 // Types lists every event type, sorted.
 var Types = func() []string {
 	t := []string{AidantLogin, AidantLoginRefused, AidantLogout, AidantOrganisationSwitch, AidantStepUp,
-		UsagerIdentified, UsagerLogin, UsagerLogout, MandateDraftCreated, MandateConsentLinkCreated,
+		UsagerIdentified, UsagerLogin, UsagerLogout, MandateDraftCreated, MandateConsentLinkCreated, MandateConsentLinkSent,
 		MandateConsentGiven, MandateConsentRefused, MandateCreated, MandateRenewed, MandateDemarcheRevoked,
 		MandateRevoked, MandateSuperseded, MandateUsed, TokenIssued, AccessDenied, AuditQueried, AuditExported,
 		OrgCreated, OrgUpdated, AidantCreated, AidantUpdated, AidantDisabled, AidantHabilitationRenewed,

@@ -280,3 +280,48 @@ func loadDraft(tx *audit.Tx, where string, arg any) (*Draft, error) {
 	}
 	return &d, nil
 }
+
+// MaxLinkSends bounds how many times one consent link is sent by email (a
+// mistyped address corrected, not a mailing).
+const MaxLinkSends = 3
+
+// ErrLinkSends: the consent link was already sent MaxLinkSends times.
+var ErrLinkSends = errors.New("mandate: the consent link was sent too many times")
+
+// SendLink journals that the aidant sends the remote consent link of
+// their organisation's draft by email, and calls send inside the same
+// unit to queue the message: the link must still be waiting for the
+// person (the very token shown to the aidant), and is sent at most
+// MaxLinkSends times. The event names no address.
+func (s *Service) SendLink(ctx context.Context, a Actor, draftID, link string, send func(tx *audit.Tx, d *Draft) error) error {
+	return s.log.Write(ctx, func(tx *audit.Tx) error {
+		d, err := loadDraft(tx, `id = ?`, draftID)
+		if err != nil {
+			return err
+		}
+		if d.OrganisationID != a.OrganisationID {
+			return ErrOtherOrganisation
+		}
+		if d.Method != Remote {
+			return ErrDraftState
+		}
+		if err := checkWaiting(d, link, tx.Now()); err != nil {
+			return err
+		}
+		var sends int
+		if err := tx.Get(&sends, `SELECT link_sends FROM mandate_drafts WHERE id = ?`, d.ID); err != nil {
+			return err
+		}
+		if sends >= MaxLinkSends {
+			return ErrLinkSends
+		}
+		if _, err := tx.Exec(`UPDATE mandate_drafts SET link_sends = link_sends + 1 WHERE id = ?`, d.ID); err != nil {
+			return err
+		}
+		if _, err := tx.Append(audit.Event{Type: audit.MandateConsentLinkSent, Actor: a.audit(), Aidant: a.AidantID,
+			Organisation: a.OrganisationID, Demarches: d.Demarches, Detail: map[string]any{"draft": d.ID}}); err != nil {
+			return err
+		}
+		return send(tx, d)
+	})
+}

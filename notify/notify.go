@@ -92,6 +92,10 @@ func (n *Notifier) Watch(tx *audit.Tx, index int64, ev *audit.Event) error {
 	return h(tx, index, ev)
 }
 
+// On tells whether messages are sent at all (a relay, or the
+// development mailbox).
+func (n *Notifier) On() bool { return n != nil && n.outbox != nil }
+
 // Public is the service's public URL, for the links of messages.
 func (n *Notifier) Public() string { return n.public }
 
@@ -99,7 +103,7 @@ func (n *Notifier) Public() string { return n.public }
 // person whose FranceConnect email is missing or odd is not told, and the
 // event still commits).
 func (n *Notifier) Queue(tx *audit.Tx, to string, c mail.Content, dedup string) error {
-	if n.outbox == nil || !Deliverable(to) {
+	if !n.On() || !Deliverable(to) {
 		return nil
 	}
 	return n.outbox.Queue(tx, mail.Message{To: to, Content: c, DedupKey: dedup})

@@ -17,6 +17,7 @@ import (
 	"aidants/audit"
 	"aidants/auth"
 	"aidants/mandate"
+	"aidants/notify"
 )
 
 // actor is the signed-in aidant as the mandate domain names them.
@@ -190,19 +191,90 @@ type linkPage struct {
 	Page
 	Draft   *mandate.Draft
 	URL     string
+	Token   string // for the form that sends the link by email
 	QR      template.URL
 	Expires time.Time
+	// Mail: the link can be sent by email; SentTo: it was, to this address;
+	// Problem: why it could not be, with the address typed.
+	Mail            bool
+	SentTo, Problem string
+	Typed           string
 }
 
 // showLink shows a remote consent link, once: only its hash is kept.
 func (s *Server) showLink(w http.ResponseWriter, r *http.Request, d *mandate.Draft, link string) error {
-	u := s.abs("/consentement?jeton=" + url.QueryEscape(link))
-	img, err := qrDataURL(u)
+	return s.renderLink(w, r, http.StatusOK, &linkPage{Draft: d, Token: link})
+}
+
+func (s *Server) renderLink(w http.ResponseWriter, r *http.Request, status int, p *linkPage) error {
+	p.Page = s.base(r)
+	p.URL = s.abs("/consentement?jeton=" + url.QueryEscape(p.Token))
+	p.Expires = p.Draft.ExpiresAt.Time
+	p.Mail = s.notify != nil && s.notify.On()
+	img, err := qrDataURL(p.URL)
 	if err != nil {
 		return err
 	}
-	s.render(w, r, http.StatusOK, "mandat-lien", &linkPage{Page: s.base(r), Draft: d, URL: u, QR: img, Expires: d.ExpiresAt.Time})
+	p.QR = img
+	s.render(w, r, status, "mandat-lien", p)
 	return nil
+}
+
+// sendLink sends the remote consent link of a draft by email to the
+// address the aidant typed (SPEC §5.2): the one message that carries a
+// token, single-use, expiring, and useless without the person's
+// FranceConnect. The address is not journaled.
+func (s *Server) sendLink(w http.ResponseWriter, r *http.Request) error {
+	p := auth.PrincipalFrom(r.Context())
+	if err := r.ParseForm(); err != nil {
+		return badRequest("Le formulaire est illisible.")
+	}
+	id, token := r.PathValue("id"), r.PostFormValue("jeton")
+	to := strings.ToLower(strings.TrimSpace(r.PostFormValue("courriel")))
+	d, err := s.mandates.Draft(r.Context(), actor(p), id)
+	if err != nil {
+		return s.mandateError(r, "draft", id, err)
+	}
+	page := &linkPage{Draft: d, Token: token, Typed: to}
+	if s.notify == nil || !s.notify.On() {
+		return &Error{Status: http.StatusNotFound, Msg: msgNotFound}
+	}
+	if !notify.Deliverable(to) {
+		page.Problem = "Cette adresse n'est pas une adresse électronique valable (exemple : prenom.nom@exemple.fr). Rien n'a été envoyé."
+		return s.renderLink(w, r, http.StatusBadRequest, page)
+	}
+	err = s.mandates.SendLink(r.Context(), actor(p), id, token, func(tx *audit.Tx, d *mandate.Draft) error {
+		data := notify.LinkData{Demarches: make([]string, len(d.Demarches)), Link: s.abs("/consentement?jeton=" + url.QueryEscape(token)), Expires: d.ExpiresAt.Time}
+		for i, c := range d.Demarches {
+			data.Demarches[i] = mandate.Label(c)
+		}
+		var err error
+		if data.Aidant, err = notify.AidantName(tx, p.AidantID); err != nil {
+			return err
+		}
+		if data.Organisation, err = notify.OrganisationName(tx, d.OrganisationID); err != nil {
+			return err
+		}
+		c, err := notify.LinkMail.Render(data)
+		if err != nil {
+			return err
+		}
+		return s.notify.Queue(tx, to, c, "")
+	})
+	switch {
+	case errors.Is(err, mandate.ErrLinkUsed), errors.Is(err, mandate.ErrDraftExpired), errors.Is(err, mandate.ErrDraftState):
+		return &Error{Status: http.StatusBadRequest, Msg: message{"Lien non envoyé", "Ce lien a déjà servi, a expiré, ou n'est pas celui de ce projet de mandat. Rien n'a été envoyé : créez un nouveau lien depuis « Nouveau mandat »."}, Err: err}
+	case errors.Is(err, mandate.ErrLinkSends):
+		page.Problem = fmt.Sprintf("Ce lien a déjà été envoyé %d fois. Rien n'a été envoyé de plus : transmettez-le autrement, ou créez un nouveau lien.", mandate.MaxLinkSends)
+		return s.renderLink(w, r, http.StatusBadRequest, page)
+	case err != nil:
+		return s.mandateError(r, "draft", id, err)
+	}
+	if s.mailWake != nil {
+		s.mailWake()
+	}
+	page.SentTo, page.Typed = to, ""
+	return s.renderLink(w, r, http.StatusOK, page)
 }
 
 type draftPage struct {

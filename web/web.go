@@ -184,6 +184,7 @@ func (s *Server) routes() {
 	b.Handle("GET /brouillons/{id}", s.page(s.aidantOnly(s.draft)))
 	b.Handle("POST /brouillons/{id}/franceconnect", s.page(s.aidantOnly(s.draftFranceConnect)))
 	b.Handle("POST /brouillons/{id}/signer", s.page(s.aidantOnly(s.signDraft)))
+	b.Handle("POST /brouillons/{id}/envoyer-lien", s.page(s.aidantOnly(s.sendLink)))
 	b.Handle("GET /mandats/{id}", s.page(s.aidantOnly(s.mandatePage)))
 	b.Handle("GET /mandats/{id}/attestation", s.page(s.aidantOnly(s.attestation("attestation"))))
 	b.Handle("GET /mandats/{id}/attestation-revocation", s.page(s.aidantOnly(s.attestation("attestation-revocation"))))

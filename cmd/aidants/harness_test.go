@@ -81,9 +81,18 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // ends, and returns the URL it announces.
 func startChild(t *testing.T, args ...string) string {
 	t.Helper()
+	u, _ := spawn(t, nil, args...)
+	return u
+}
+
+// spawn runs `aidants ARGS...` in a separate process with env added to
+// the test's environment, and returns the URL it announces and the
+// process, which the test may kill; it is stopped when the test ends.
+func spawn(t *testing.T, env []string, args ...string) (string, *exec.Cmd) {
+	t.Helper()
 	argv, _ := json.Marshal(args)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childArgsEnv+"="+string(argv))
+	cmd.Env = append(append(os.Environ(), env...), childArgsEnv+"="+string(argv))
 	stdout, _ := cmd.StdoutPipe()
 	logs := &syncBuffer{}
 	cmd.Stderr = logs
@@ -101,14 +110,16 @@ func startChild(t *testing.T, args ...string) string {
 		close(urlc)
 	}()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
+		if cmd.ProcessState == nil {
+			cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
 		}
 		if t.Failed() {
 			t.Logf("child %v log:\n%s", args, logs)
@@ -117,12 +128,12 @@ func startChild(t *testing.T, args ...string) string {
 	select {
 	case u, ok := <-urlc:
 		if ok {
-			return u
+			return u, cmd
 		}
 	case <-time.After(60 * time.Second):
 	}
 	t.Fatalf("child %v did not start:\n%s", args, logs)
-	return ""
+	return "", nil
 }
 
 // freeAddr returns a loopback address with a port nobody listens on.

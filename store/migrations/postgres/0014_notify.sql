@@ -24,3 +24,6 @@ CREATE TABLE mail_sweeps (
     dedup_key  TEXT PRIMARY KEY,
     at         BIGINT NOT NULL
 );
+
+-- How many times a remote consent link was sent by email (at most 3).
+ALTER TABLE mandate_drafts ADD COLUMN link_sends INTEGER NOT NULL DEFAULT 0;
