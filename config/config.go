@@ -278,6 +278,9 @@ type Mail struct {
 	// CAFile, when set, is a PEM file of the authorities the relay's
 	// certificate must chain to, instead of the system's.
 	CAFile string `toml:"ca_file"`
+	// Off turns outgoing mail off, the development mailbox included
+	// (AIDANTS_SMTP_URL=none in development mode): for measurements.
+	Off bool `toml:"-"`
 	// RetryAfter is the wait after a first failed delivery, doubled after
 	// each further one up to an hour (default 30s).
 	RetryAfter Duration `toml:"retry_after"`

@@ -43,6 +43,8 @@ func FromConfig(log *audit.Log, c config.Mail, dev bool, logger *slog.Logger) (*
 	var t Transport
 	s := &Setup{}
 	switch {
+	case c.Off:
+		return nil, ErrOff
 	case c.SMTPURL != "":
 		smtp, err := NewSMTP(c.SMTPURL, c.CAFile)
 		if err != nil {

@@ -36,6 +36,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
+
+	"aidants/mail/mailpittest"
 )
 
 type flowResult struct {
@@ -104,8 +106,9 @@ type server struct {
 	data string
 }
 
-func startServer(ctx context.Context, bin, data string) (*server, error) {
+func startServer(ctx context.Context, bin, data string, env ...string) (*server, error) {
 	cmd := exec.Command(bin, "serve", "--dev", "--data", data, "--listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -412,6 +415,12 @@ func benchFlows(ctx context.Context, o options, r *report) error {
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/aidants").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/aidants: %v: %s", err, out)
 	}
+	if o.mailClients > 0 {
+		// Before the main server: the comparison runs on a quiet machine.
+		if r.mail, err = benchMail(ctx, o, bin, dir); err != nil {
+			return fmt.Errorf("flows with mail: %w", err)
+		}
+	}
 	s, err := startServer(ctx, bin, filepath.Join(dir, "data"))
 	if err != nil {
 		return err
@@ -527,5 +536,96 @@ func measureFlows(s *server, agents []*agent, o options) (flowResult, error) {
 	res := rounds[len(rounds)/2]
 	res.baseline = bases[len(bases)/2]
 	res.serverRSS = s.peakRSS()
+	return res, nil
+}
+
+// mailResult compares the flows of a server that tells people by email
+// (to a local mailpit) with the same server without mail, same run.
+type mailResult struct {
+	with, without flowResult
+	sent          int // messages mailpit received during the run
+}
+
+// benchMail runs the flows on two servers — one sending to a local
+// mailpit, one with mail off (AIDANTS_SMTP_URL=none) — interleaved round by
+// round with the same number of clients.
+func benchMail(ctx context.Context, o options, bin, dir string) (res *mailResult, err error) {
+	tb := &benchTB{dir: dir}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+		tb.close()
+	}()
+	mp := mailpittest.Start(tb, mailpittest.Options{})
+	start := func(name string, env ...string) (*server, []*agent, error) {
+		s, err := startServer(ctx, bin, filepath.Join(dir, name), env...)
+		if err != nil {
+			return nil, nil, err
+		}
+		redirect := "http://127.0.0.1:9/bench/callback"
+		clientID, key, err := registerService(ctx, s, redirect)
+		if err != nil {
+			s.stop()
+			return nil, nil, err
+		}
+		setup := newAgent(s, clientID, key, redirect)
+		if err := setup.signIn("dev-aidant-camille"); err != nil {
+			s.stop()
+			return nil, nil, err
+		}
+		for _, p := range []string{"dev-usager-josephine", "dev-usager-ahmed", "dev-usager-lucie"} {
+			if err := setup.mandate(p); err != nil {
+				s.stop()
+				return nil, nil, fmt.Errorf("mandate for %s: %w", p, err)
+			}
+		}
+		var agents []*agent
+		for range o.mailClients {
+			a := newAgent(s, clientID, key, redirect)
+			if err := a.signIn("dev-aidant-camille"); err != nil {
+				s.stop()
+				return nil, nil, err
+			}
+			agents = append(agents, a)
+		}
+		return s, agents, nil
+	}
+	with, withAgents, err := start("data-mail", "AIDANTS_SMTP_URL=smtp://"+mp.SMTPAddr)
+	if err != nil {
+		return nil, err
+	}
+	defer with.stop()
+	without, withoutAgents, err := start("data-nomail", "AIDANTS_SMTP_URL=none")
+	if err != nil {
+		return nil, err
+	}
+	defer without.stop()
+	one := o
+	one.rounds = 1
+	var ws, wos []flowResult
+	for round := 0; round < o.rounds; round++ {
+		// Alternate which goes first, so that neither always runs on
+		// the warmer machine.
+		var a, b flowResult
+		first, second := func() error { var err error; a, err = measureFlows(with, withAgents, one); return err },
+			func() error { var err error; b, err = measureFlows(without, withoutAgents, one); return err }
+		if round%2 == 1 {
+			first, second = second, first
+		}
+		if err := first(); err != nil {
+			return nil, err
+		}
+		if err := second(); err != nil {
+			return nil, err
+		}
+		ws, wos = append(ws, a), append(wos, b)
+		logf("flows with mail: round %d: %s flows/s with mail, %s without", round+1, num(a.rate()), num(b.rate()))
+	}
+	med := func(rs []flowResult) flowResult {
+		sort.Slice(rs, func(i, j int) bool { return rs[i].rate() < rs[j].rate() })
+		return rs[len(rs)/2]
+	}
+	res = &mailResult{with: med(ws), without: med(wos), sent: len(mp.Messages(tb))}
 	return res, nil
 }

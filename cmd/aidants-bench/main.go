@@ -32,6 +32,7 @@ type options struct {
 
 	flows       bool
 	flowClients []int
+	mailClients int
 	writes      bool
 }
 
@@ -49,6 +50,7 @@ func main() {
 	flag.BoolVar(&o.flows, "flows", true, "measure act-on-behalf flows over loopback HTTP (builds and runs the aidants binary)")
 	var flowClients string
 	flag.StringVar(&flowClients, "flow-clients", "32,128", "concurrent clients for the act-on-behalf flows")
+	flag.IntVar(&o.mailClients, "mail-clients", 32, "concurrent clients for the flows with mail against without (0: skip)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run")
 	flag.Parse()
 	for _, s := range strings.Split(sizes, ",") {

@@ -21,6 +21,7 @@ type report struct {
 	rssAfterWrites int64
 	logs           []logResult
 	flows          []flowResult
+	mail           *mailResult
 	anonymous      *anonymousCost
 	witness        *witnessResult
 	notes          []string
@@ -331,6 +332,26 @@ func (r *report) markdown() string {
 			p("What would move it: fewer queries per request, and the load generated from another machine.")
 			p("")
 		}
+	}
+	if m := r.mail; m != nil {
+		ratio := m.with.rate() / m.without.rate()
+		p("## Acting on behalf with the person told by email")
+		p("")
+		p("Two servers built from the same binary, each with its own data and the same three mandates: one sends its")
+		p("messages to a local mailpit over SMTP (`AIDANTS_SMTP_URL=smtp://…`), the other has mail off")
+		p("(`AIDANTS_SMTP_URL=none`). The same flows as above with %d clients, one round on each in turn (which goes first alternates), %d rounds; medians.", m.with.clients, r.opts.rounds)
+		p("Each action queues its message in the unit that journals it (the first of the hour for a person) or records")
+		p("it for the hour's grouped message; the sender delivers in the background. mailpit received %d messages.", m.sent)
+		p("")
+		p("| | flows/s | flow p50 | flow p99 |")
+		p("|---|---:|---:|---:|")
+		p("| with mail | %s | %s | %s |", num(m.with.rate()), ms(m.with.p50), ms(m.with.p99))
+		p("| without mail | %s | %s | %s |", num(m.without.rate()), ms(m.without.p50), ms(m.without.p99))
+		p("")
+		p("| target (issue 15) | measured | verdict |")
+		p("|---|---|---|")
+		p("| flows with mail ≥ 0.9× without, same run | %.2f× | %s |", ratio, verdict(ratio >= 0.9))
+		p("")
 	}
 	if a := r.anonymous; a != nil {
 		p("## What an anonymous visitor costs the journal's writer")

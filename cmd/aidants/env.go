@@ -177,7 +177,11 @@ func devConfig(dir, listen string) (config.Config, error) {
 	// Messages go to the built-in mailbox (/dev/courriels), or to the relay
 	// of AIDANTS_SMTP_URL when set (a local mailpit, say), tried again
 	// within seconds when it is not up yet.
+	// AIDANTS_SMTP_URL=none: no mail at all (the benchmark's baseline).
 	cfg.Mail.SMTPURL = os.Getenv("AIDANTS_SMTP_URL")
+	if cfg.Mail.SMTPURL == "none" {
+		cfg.Mail.SMTPURL, cfg.Mail.Off = "", true
+	}
 	cfg.Mail.RetryAfter = config.Duration(2 * time.Second)
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("development configuration: %w", err)
