@@ -9,8 +9,8 @@ import (
 	"regexp"
 	"strings"
 	texttemplate "text/template"
-	"time"
-	_ "time/tzdata" // Europe/Paris whatever the host has
+
+	"aidants/mandate"
 )
 
 // Template is one kind of message over data of type T: its subject, its
@@ -32,8 +32,8 @@ type Template[T any] struct {
 const Footer = "Ce courriel vous a été envoyé automatiquement par Aidants. Merci de ne pas y répondre."
 
 var funcs = map[string]any{
-	"date":     frDate,
-	"datetime": frDateTime,
+	"date":     mandate.FrenchDate,
+	"datetime": mandate.FrenchDateTime,
 	"list":     frList,
 }
 
@@ -170,38 +170,6 @@ func checkNoTracking(htmlBody, text string) error {
 		}
 	}
 	return nil
-}
-
-var paris = func() *time.Location {
-	loc, err := time.LoadLocation("Europe/Paris")
-	if err != nil {
-		panic("mail: Europe/Paris: " + err.Error()) // tzdata is embedded
-	}
-	return loc
-}()
-
-var months = [...]string{"janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"}
-
-// frDate writes "12 mars 2026" (1er for the first) in Paris time.
-func frDate(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	t = t.In(paris)
-	d := fmt.Sprint(t.Day())
-	if t.Day() == 1 {
-		d = "1er"
-	}
-	return fmt.Sprintf("%s %s %d", d, months[t.Month()-1], t.Year())
-}
-
-// frDateTime writes "12 mars 2026 à 14 h 05" in Paris time.
-func frDateTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	p := t.In(paris)
-	return fmt.Sprintf("%s à %d h %02d", frDate(t), p.Hour(), p.Minute())
 }
 
 // frList writes "a", "a et b", "a, b et c".
