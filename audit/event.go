@@ -80,6 +80,17 @@ const (
 	KeysRotated               = "keys.rotated"
 	AuditOriginStarted        = "audit.origin_started"
 	AbuseThrottled            = "abuse.throttled"
+	// UsagerNotificationsChanged: the person turned the action messages
+	// off or on (Detail action_mails).
+	UsagerNotificationsChanged = "usager.notifications_changed"
+	// UsagerObjected: the person says an action was not what they agreed
+	// to (Detail action: its index; the free text's hash).
+	UsagerObjected = "usager.objected"
+	// ObjectionHandled: a référent records what was done about it.
+	ObjectionHandled = "objection.handled"
+	// ActionErrorDeclared: an aidant declares an error on an action they
+	// took (Detail action, what and fix hashes, completes).
+	ActionErrorDeclared = "action.error_declared"
 	// TextErased: a free text (a reason, an objection) was erased; the
 	// events that carry its hash stay.
 	TextErased = "text.erased"
@@ -93,7 +104,7 @@ var Types = func() []string {
 		MandateRevoked, MandateSuperseded, MandateUsed, TokenIssued, AccessDenied, AuditQueried, AuditExported,
 		OrgCreated, OrgUpdated, AidantCreated, AidantUpdated, AidantDisabled, AidantHabilitationRenewed,
 		ServiceRegistered, ServiceUpdated, AuditorRegistered, KeysRotated, AuditOriginStarted, AbuseThrottled,
-		TextErased}
+		TextErased, UsagerNotificationsChanged, UsagerObjected, ObjectionHandled, ActionErrorDeclared}
 	sort.Strings(t)
 	return t
 }()

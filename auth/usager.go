@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"aidants/audit"
@@ -42,8 +43,11 @@ func UsagerFrom(ctx context.Context) *Usager {
 var ErrUnknownUsager = errors.New("auth: no record of this person")
 
 // BeginUsagerLogin sends the person to FranceConnect to open their space.
-func (s *Service) BeginUsagerLogin(w http.ResponseWriter, r *http.Request) (string, error) {
-	return s.BeginFranceConnect(w, r, PurposeUsagerLogin, "/mon-espace", "", "")
+func (s *Service) BeginUsagerLogin(w http.ResponseWriter, r *http.Request, returnTo string) (string, error) {
+	if !strings.HasPrefix(returnTo, "/mon-espace") || !LocalPath(returnTo) {
+		returnTo = "/mon-espace"
+	}
+	return s.BeginFranceConnect(w, r, PurposeUsagerLogin, returnTo, "", "")
 }
 
 // FinishUsager opens the person's space from a FranceConnect answer

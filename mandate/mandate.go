@@ -459,6 +459,13 @@ type Revocation struct {
 // mandate (mandate.revoked), at once: codes and tokens not yet redeemed
 // stop working because every use checks ActiveFor in its transaction.
 func (s *Service) Revoke(ctx context.Context, r Revocation) error {
+	if err := r.check(); err != nil {
+		return err
+	}
+	return s.log.Write(ctx, func(tx *audit.Tx) error { return RevokeIn(tx, r) })
+}
+
+func (r Revocation) check() error {
 	if !validReason(r.By, r.Reason) {
 		return ErrReason
 	}
@@ -469,58 +476,65 @@ func (s *Service) Revoke(ctx context.Context, r Revocation) error {
 	} else if r.Reason == ReasonOther {
 		return ErrReasonText
 	}
-	return s.log.Write(ctx, func(tx *audit.Tx) error {
-		m, err := loadMandate(tx, r.MandateID)
+	return nil
+}
+
+// RevokeIn is Revoke inside a unit that does more (an objection that
+// withdraws the mandate in the same step).
+func RevokeIn(tx *audit.Tx, r Revocation) error {
+	if err := r.check(); err != nil {
+		return err
+	}
+	m, err := loadMandate(tx, r.MandateID)
+	if err != nil {
+		return err
+	}
+	if (r.OrganisationID != "" && m.OrganisationID != r.OrganisationID) || (r.UsagerID != "" && m.UsagerID != r.UsagerID) ||
+		(r.OrganisationID == "" && r.UsagerID == "") {
+		return ErrOtherOrganisation
+	}
+	now := tx.Now()
+	switch m.Status(now) {
+	case Revoked:
+		return ErrRevoked
+	case Expired:
+		return ErrExpired
+	}
+	ts := store.T(now)
+	ev := audit.Event{Actor: r.By, Organisation: m.OrganisationID, Usager: m.UsagerID, Mandate: m.ID, Reason: r.Reason}
+	if r.By.Kind == audit.ActorAidant {
+		ev.Aidant = r.By.ID
+	}
+	var text any // NULL, or the free text's hash
+	if strings.TrimSpace(r.Text) != "" {
+		hash, err := tx.FreeText(r.Text)
 		if err != nil {
 			return err
 		}
-		if (r.OrganisationID != "" && m.OrganisationID != r.OrganisationID) || (r.UsagerID != "" && m.UsagerID != r.UsagerID) ||
-			(r.OrganisationID == "" && r.UsagerID == "") {
-			return ErrOtherOrganisation
+		text, ev.Detail = hash, map[string]any{audit.FreeTextKey: hash}
+	}
+	if r.Demarche == "" {
+		if _, err := tx.Exec(`UPDATE mandates SET revoked_at = ?, revoked_by_kind = ?, revoked_by = ?, revoke_reason = ?, revoke_text = ? WHERE id = ?`,
+			ts, r.By.Kind, r.By.ID, r.Reason, text, m.ID); err != nil {
+			return err
 		}
-		now := tx.Now()
-		switch m.Status(now) {
-		case Revoked:
-			return ErrRevoked
-		case Expired:
-			return ErrExpired
+		ev.Type, ev.Demarches = audit.MandateRevoked, m.ActiveDemarches()
+		if _, err := tx.Exec(`UPDATE mandate_demarches SET revoked_at = ?, revoked_by_kind = ?, revoked_by = ?, revoke_reason = ?, revoke_text = ?
+			WHERE mandate_id = ? AND revoked_at IS NULL`, ts, r.By.Kind, r.By.ID, r.Reason, text, m.ID); err != nil {
+			return err
 		}
-		ts := store.T(now)
-		ev := audit.Event{Actor: r.By, Organisation: m.OrganisationID, Usager: m.UsagerID, Mandate: m.ID, Reason: r.Reason}
-		if r.By.Kind == audit.ActorAidant {
-			ev.Aidant = r.By.ID
+	} else {
+		if !m.Covers(r.Demarche, now) {
+			return fmt.Errorf("démarche %q: %w", r.Demarche, ErrRevoked)
 		}
-		var text any // NULL, or the free text's hash
-		if strings.TrimSpace(r.Text) != "" {
-			hash, err := tx.FreeText(r.Text)
-			if err != nil {
-				return err
-			}
-			text, ev.Detail = hash, map[string]any{audit.FreeTextKey: hash}
+		if _, err := tx.Exec(`UPDATE mandate_demarches SET revoked_at = ?, revoked_by_kind = ?, revoked_by = ?, revoke_reason = ?, revoke_text = ?
+			WHERE mandate_id = ? AND demarche = ?`, ts, r.By.Kind, r.By.ID, r.Reason, text, m.ID, r.Demarche); err != nil {
+			return err
 		}
-		if r.Demarche == "" {
-			if _, err := tx.Exec(`UPDATE mandates SET revoked_at = ?, revoked_by_kind = ?, revoked_by = ?, revoke_reason = ?, revoke_text = ? WHERE id = ?`,
-				ts, r.By.Kind, r.By.ID, r.Reason, text, m.ID); err != nil {
-				return err
-			}
-			ev.Type, ev.Demarches = audit.MandateRevoked, m.ActiveDemarches()
-			if _, err := tx.Exec(`UPDATE mandate_demarches SET revoked_at = ?, revoked_by_kind = ?, revoked_by = ?, revoke_reason = ?, revoke_text = ?
-				WHERE mandate_id = ? AND revoked_at IS NULL`, ts, r.By.Kind, r.By.ID, r.Reason, text, m.ID); err != nil {
-				return err
-			}
-		} else {
-			if !m.Covers(r.Demarche, now) {
-				return fmt.Errorf("démarche %q: %w", r.Demarche, ErrRevoked)
-			}
-			if _, err := tx.Exec(`UPDATE mandate_demarches SET revoked_at = ?, revoked_by_kind = ?, revoked_by = ?, revoke_reason = ?, revoke_text = ?
-				WHERE mandate_id = ? AND demarche = ?`, ts, r.By.Kind, r.By.ID, r.Reason, text, m.ID, r.Demarche); err != nil {
-				return err
-			}
-			ev.Type, ev.Demarches = audit.MandateDemarcheRevoked, []string{r.Demarche}
-		}
-		_, err = tx.Append(ev)
-		return err
-	})
+		ev.Type, ev.Demarches = audit.MandateDemarcheRevoked, []string{r.Demarche}
+	}
+	_, err = tx.Append(ev)
+	return err
 }
 
 // loadMandate reads a mandate and its démarches inside a unit.

@@ -68,8 +68,14 @@ func New(outbox *mail.Outbox, public string, logger *slog.Logger) *Notifier {
 	n.Handle(audit.MandateUsed, n.actionTaken)
 	n.Handle(audit.MandateRevoked, n.withdrawn)
 	n.Handle(audit.MandateDemarcheRevoked, n.withdrawn)
+	for _, f := range extra {
+		f(n)
+	}
 	return n
 }
+
+// extra registers the handlers of the package's other files.
+var extra []func(*Notifier)
 
 // Handle sets what is queued for events of type t.
 func (n *Notifier) Handle(t string, h Handler) {

@@ -18,6 +18,7 @@ import (
 	"aidants/auth"
 	"aidants/mandate"
 	"aidants/notify"
+	"aidants/objection"
 )
 
 // actor is the signed-in aidant as the mandate domain names them.
@@ -362,6 +363,18 @@ type mandatePage struct {
 	// Texts are the free texts of the withdrawals, by hash, as far as
 	// they were not erased.
 	Texts map[string]string
+	// Actions taken with the mandate, newest first (at most 50), with
+	// the declarations of error and the person's objections on them.
+	Actions []mandateAction
+}
+
+// mandateAction is an action taken with a mandate, as the aidant reads it.
+type mandateAction struct {
+	Index        int64
+	When         time.Time
+	Text         string
+	Objection    *objection.Objection
+	Declarations []*objection.Declaration
 }
 
 // reasonTexts reads the free texts whose hashes the mandate's withdrawals
@@ -409,6 +422,25 @@ func (s *Server) mandatePage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	page := &mandatePage{Page: s.base(r), M: m, Status: m.Status(s.now()), Durations: mandate.Durations, Now: s.now(), Texts: texts}
+	objs, decls, err := s.objections.ForMandate(r.Context(), m.ID)
+	if err != nil {
+		return err
+	}
+	n := s.namer(r.Context())
+	err = s.log.Query(r.Context(), audit.Filter{Usager: m.UsagerID, Mandate: m.ID, Type: audit.MandateUsed, Newest: true}, -1, 50, func(e audit.Entry) error {
+		page.Actions = append(page.Actions, mandateAction{Index: e.Index, When: e.Event.Time.Time, Objection: objs[e.Index], Declarations: decls[e.Index],
+			Text: n.aidant(e.Event.Aidant) + " a ouvert « " + n.service(e.Event.Service) + " » pour la démarche « " + labels(e.Event.Demarches) + " »."})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n.err != nil {
+		return n.err
+	}
+	if r.URL.Query().Get("fait") == "erreur" {
+		page.Flash = "Votre déclaration d'erreur est enregistrée. La personne en est prévenue et la lit à côté de la démarche, dans son espace."
+	}
 	if d := r.URL.Query().Get("retire"); d != "" {
 		if _, ok := mandate.LookupDemarche(d); ok {
 			page.Flash = "La démarche « " + mandate.Label(d) + " » est retirée de ce mandat. La structure ne peut plus la faire pour la personne."

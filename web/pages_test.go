@@ -12,6 +12,7 @@ import (
 
 	"aidants/auth"
 	"aidants/mandate"
+	"aidants/objection"
 	"aidants/org"
 	"aidants/provider"
 	"aidants/store"
@@ -76,6 +77,16 @@ func samples() map[string]any {
 			Checked: now, LeafHash: "AA==", QR: "data:image/png;base64,AA==", ProofURL: "https://x/audit/proof/inclusion?index=3&size=9"},
 		"structure-desactivation": &disablePage{Page: base, Row: org.AidantRow{Aidant: org.Aidant{ID: "aid_2", GivenName: "Dominique", FamilyName: "Bernard"}},
 			Reasons: org.DisableReasons, Form: url.Values{}},
+		"mon-espace-objection": &objectionPage{Page: spaceBase, Index: 4, Action: "Camille Martin a ouvert « Service » pour vous.", When: now,
+			Reasons: objection.Reasons, Reason: "autre", Text: "Je n'étais pas là", Problem: "Choisissez ce qui ne va pas.", Active: true},
+		"mon-espace-objection-fin": &objectionPage{Page: spaceBase, Index: 4, Done: &objection.Objection{Withdrew: true}},
+		"mandat-erreur": &errorDeclarationPage{Page: base, M: &view, Index: 5, Action: "Camille Martin a ouvert « Service »", ActionAt: now,
+			Declarations: []*objection.Declaration{{ID: "err_1", What: "Mauvaise démarche", Fix: "Annulée", CreatedAt: store.T(now)}}, Problem: "Écrivez."},
+		"structure-objections": &objectionsPage{Page: base, Rows: []objectionRow{{Objection: &objection.Objection{ID: "obj_1", CreatedAt: store.T(now)},
+			Person: "Joséphine Lefèvre", Aidant: "Camille Martin", Action: "« Service »", ActionAt: now, Reason: "Je ne connais pas cette personne"}}},
+		"structure-objection": &objectionAnswerPage{Page: base, Row: objectionRow{Objection: &objection.Objection{ID: "obj_1", MandateID: "man_1",
+			CreatedAt: store.T(now), Text: "Je n'étais pas là"}, Person: "Joséphine Lefèvre", Aidant: "Camille Martin", Action: "« Service »", ActionAt: now,
+			Reason: "Je ne connais pas cette personne"}, Problem: "Écrivez.", Done: true},
 		"journal-public": &journalPage{Page: base, Checkpoint: "o\n1\nAA==\n", Size: 1, Key: "o+1+AA", Origin: "o"},
 	}
 }

@@ -462,6 +462,8 @@ var eventLabels = map[string]string{
 	audit.AidantOrganisationSwitch: "Changement de structure", audit.AidantStepUp: "Nouvelle authentification",
 	audit.UsagerIdentified: "Personne identifiée (FranceConnect)", audit.MandateDraftCreated: "Mandat préparé",
 	audit.MandateConsentLinkCreated: "Lien de consentement créé", audit.MandateConsentLinkSent: "Lien de consentement envoyé par courriel",
+	audit.UsagerObjected: "Signalement de la personne (ce n'était pas d'accord)", audit.ObjectionHandled: "Réponse à un signalement",
+	audit.ActionErrorDeclared: "Erreur déclarée par l'aidant", audit.UsagerNotificationsChanged: "Courriels de la personne modifiés",
 	audit.MandateConsentGiven:   "Accord de la personne",
 	audit.MandateConsentRefused: "Refus de la personne", audit.MandateCreated: "Mandat signé", audit.MandateRenewed: "Mandat renouvelé",
 	audit.MandateDemarcheRevoked: "Démarche retirée d'un mandat", audit.MandateRevoked: "Mandat retiré",

@@ -17,6 +17,8 @@ import (
 	"aidants/audit"
 	"aidants/auth"
 	"aidants/mandate"
+	"aidants/notify"
+	"aidants/objection"
 	"aidants/org"
 )
 
@@ -33,11 +35,13 @@ func (s *Server) usagerOnly(h func(http.ResponseWriter, *http.Request, *auth.Usa
 		case err == nil:
 			return h(w, r.WithContext(auth.WithUsager(r.Context(), u)), u)
 		case errors.Is(err, auth.ErrNoSession), errors.As(err, &ended):
-			if r.Method != http.MethodGet || r.URL.Path != "/mon-espace" {
+			if r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/mon-espace") {
 				http.Redirect(w, r, "/mon-espace", http.StatusSeeOther)
 				return nil
 			}
-			p := &spaceLoginPage{Page: s.base(r), Ended: ended != nil}
+			// After FranceConnect, back to the page asked for (the
+			// objection link of an email, say).
+			p := &spaceLoginPage{Page: s.base(r), Ended: ended != nil, Return: r.URL.Path}
 			s.render(w, r, http.StatusOK, "mon-espace-connexion", p)
 			return nil
 		default:
@@ -48,11 +52,12 @@ func (s *Server) usagerOnly(h func(http.ResponseWriter, *http.Request, *auth.Usa
 
 type spaceLoginPage struct {
 	Page
-	Ended bool
+	Ended  bool
+	Return string // the page of the space asked for
 }
 
 func (s *Server) usagerLogin(w http.ResponseWriter, r *http.Request) error {
-	target, err := s.auth.BeginUsagerLogin(w, r)
+	target, err := s.auth.BeginUsagerLogin(w, r, r.PostFormValue("retour"))
 	if err != nil {
 		return err
 	}
@@ -101,6 +106,11 @@ type historyLine struct {
 	Index int64
 	When  time.Time
 	Text  string
+	// For an action taken for the person: it can be objected to; its
+	// objection (and the answer), and the aidants' declarations of error.
+	Action       bool
+	Objection    *objection.Objection
+	Declarations []*objection.Declaration
 }
 
 type spacePage struct {
@@ -112,6 +122,9 @@ type spacePage struct {
 	Newer    bool
 	Now      time.Time
 	Notice   string
+	// ActionMails: a message for each action; Reachable: FranceConnect
+	// gave an address (otherwise no switch is shown).
+	ActionMails, Reachable bool
 }
 
 func (s *Server) space(w http.ResponseWriter, r *http.Request, u *auth.Usager) error {
@@ -138,12 +151,29 @@ func (s *Server) space(w http.ResponseWriter, r *http.Request, u *auth.Usager) e
 		entries = entries[:historyPage]
 		page.Older = entries[len(entries)-1].Index
 	}
+	objs, decls, err := s.objections.ForUsager(r.Context(), u.UsagerID)
+	if err != nil {
+		return err
+	}
 	n := s.namer(r.Context())
 	for _, e := range entries {
-		page.History = append(page.History, historyLine{Index: e.Index, When: e.Event.Time.Time, Text: n.describe(e.Event)})
+		l := historyLine{Index: e.Index, When: e.Event.Time.Time, Text: n.describe(e.Event), Action: e.Event.Type == audit.MandateUsed}
+		if l.Action {
+			l.Objection, l.Declarations = objs[e.Index], decls[e.Index]
+		}
+		page.History = append(page.History, l)
 	}
 	if n.err != nil {
 		return n.err
+	}
+	if page.ActionMails, page.Reachable, err = notify.ActionMails(r.Context(), s.log.DB(), u.UsagerID); err != nil {
+		return err
+	}
+	switch r.URL.Query().Get("fait") {
+	case "courriels-oui":
+		page.Notice = "C'est noté : vous recevrez un courriel à chaque démarche faite pour vous."
+	case "courriels-non":
+		page.Notice = "C'est noté : vous ne recevrez plus de courriel à chaque démarche. Les autres messages (mandat signé, retiré, qui prend fin) continuent."
 	}
 	if r.URL.Query().Get("revoque") == "1" {
 		page.Notice = "Votre retrait est enregistré : il prend effet immédiatement."
@@ -266,6 +296,20 @@ func (n *namer) sentence(e audit.Event) string {
 			return "Vous avez retiré votre mandat avec " + n.org(e.Organisation) + "."
 		}
 		return who() + " a retiré votre mandat." + reason
+	case audit.UsagerObjected:
+		return "Vous avez dit qu'une démarche faite par " + n.aidant(e.Aidant) + ", de " + n.org(e.Organisation) + ", n'était pas d'accord."
+	case audit.ObjectionHandled:
+		return n.org(e.Organisation) + " a répondu à votre signalement."
+	case audit.ActionErrorDeclared:
+		if _, ok := e.Detail["completes"]; ok {
+			return who() + " a complété sa déclaration d'erreur sur une démarche faite pour vous."
+		}
+		return who() + " a déclaré une erreur sur une démarche faite pour vous."
+	case audit.UsagerNotificationsChanged:
+		if on, _ := e.Detail["action_mails"].(bool); on {
+			return "Vous avez demandé un courriel à chaque démarche faite pour vous."
+		}
+		return "Vous avez arrêté les courriels à chaque démarche faite pour vous."
 	case audit.UsagerLogin:
 		return "Vous avez ouvert votre espace."
 	case audit.UsagerLogout:
@@ -523,4 +567,103 @@ func (s *Server) exportCSV(w http.ResponseWriter, r *http.Request, u *auth.Usage
 	cw := frenchCSV(w)
 	cw.Write([]string{"N° au journal", "Date et heure", "Ce qui a été fait", "Structure", "Démarches", "Mandat n°", "Code de l'événement"})
 	return cw.WriteAll(lines)
+}
+
+// usagerActionMails turns the action messages off or on.
+func (s *Server) usagerActionMails(w http.ResponseWriter, r *http.Request, u *auth.Usager) error {
+	var on bool
+	switch r.PostFormValue("courriels") {
+	case "oui":
+		on = true
+	case "non":
+	default:
+		return badRequest("Choisissez si vous voulez recevoir un courriel à chaque démarche.")
+	}
+	if err := notify.SetActionMails(r.Context(), s.log, u.UsagerID, on); err != nil {
+		return err
+	}
+	done := "courriels-non"
+	if on {
+		done = "courriels-oui"
+	}
+	http.Redirect(w, r, "/mon-espace?fait="+done+"#courriels", http.StatusSeeOther)
+	return nil
+}
+
+type objectionPage struct {
+	Page
+	Index    int64
+	Action   string // the action, as the history says it
+	When     time.Time
+	Reasons  []objection.Reason
+	Reason   string
+	Text     string
+	Withdraw bool
+	Problem  string
+	// Done: the objection recorded (the outcome page); Existing: the
+	// action was objected to before.
+	Done, Existing *objection.Objection
+	Active         bool // the mandate is still active (withdrawing is offered)
+}
+
+var objectionMessages = map[error]string{
+	objection.ErrReason:   "Choisissez ce qui ne va pas.",
+	objection.ErrText:     "Dites-nous en quelques mots ce qui ne va pas (2 000 caractères au plus).",
+	objection.ErrObjected: "Vous avez déjà signalé cette démarche.",
+}
+
+// usagerObjection is "Ce n'était pas d'accord": the person says what is
+// wrong with an action taken for them, and may withdraw the mandate in the
+// same step.
+func (s *Server) usagerObjection(w http.ResponseWriter, r *http.Request, u *auth.Usager) error {
+	raw := r.PathValue("index")
+	idx, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || idx < 0 {
+		return &Error{Status: http.StatusNotFound, Msg: msgNotFound}
+	}
+	ev, err := s.objections.Action(r.Context(), idx, u.UsagerID)
+	if errors.Is(err, objection.ErrNotAction) {
+		return &Error{Status: http.StatusNotFound, Msg: msgNotFound, Err: err}
+	}
+	if err != nil {
+		return s.usagerDenied(r, u, "event", raw, err)
+	}
+	n := s.namer(r.Context())
+	page := &objectionPage{Page: s.base(r), Index: idx, Action: n.describe(*ev), When: ev.Time.Time, Reasons: objection.Reasons}
+	if n.err != nil {
+		return n.err
+	}
+	objs, _, err := s.objections.ForUsager(r.Context(), u.UsagerID)
+	if err != nil {
+		return err
+	}
+	page.Existing = objs[idx]
+	if m, err := s.mandates.GetForUsager(r.Context(), u.UsagerID, ev.Mandate); err == nil {
+		page.Active = m.Status(s.now()) == mandate.Active
+	}
+	status := http.StatusOK
+	if r.Method == http.MethodPost && page.Existing == nil {
+		page.Reason, page.Text, page.Withdraw = r.PostFormValue("raison"), r.PostFormValue("precision"), r.PostFormValue("retirer") == "oui"
+		o, err := s.objections.Object(r.Context(), u.UsagerID, idx, page.Reason, page.Text, page.Withdraw && page.Active)
+		if err == nil {
+			if s.mailWake != nil {
+				s.mailWake()
+			}
+			page.Done = o
+			s.render(w, r, http.StatusOK, "mon-espace-objection-fin", page)
+			return nil
+		}
+		msg, ok := "", false
+		for target, text := range objectionMessages {
+			if errors.Is(err, target) {
+				msg, ok = text, true
+			}
+		}
+		if !ok {
+			return err
+		}
+		page.Problem, status = msg, http.StatusBadRequest
+	}
+	s.render(w, r, status, "mon-espace-objection", page)
+	return nil
 }

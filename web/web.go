@@ -24,6 +24,7 @@ import (
 	"aidants/keys"
 	"aidants/mandate"
 	"aidants/notify"
+	"aidants/objection"
 	"aidants/org"
 	"aidants/provider"
 	"aidants/templates"
@@ -74,6 +75,9 @@ type Deps struct {
 	// Notify queues the messages that pages send (a consent link by
 	// email); nil: no email.
 	Notify *notify.Notifier
+	// Objections keeps the person's objections and the aidants'
+	// declarations of error.
+	Objections *objection.Service
 	// MailWake makes the mail sender look at the outbox now (nil: it
 	// looks at its next poll).
 	MailWake func()
@@ -93,6 +97,7 @@ type Server struct {
 	services    func(ctx context.Context, id string) string
 	witnessing  *witness.Service
 	notify      *notify.Notifier
+	objections  *objection.Service
 	mailWake    func()
 
 	browser *http.ServeMux
@@ -119,7 +124,7 @@ func New(opts Options, d Deps) (*Server, error) {
 	}
 	s := &Server{
 		opts: opts, pages: pages, auth: d.Auth, log: d.Log, dir: d.Dir, mandates: d.Mandates, keys: d.Keys, provider: d.Provider, services: d.ServiceName,
-		auditEvents: d.AuditEvents, witnessing: d.Witnessing, notify: d.Notify, mailWake: d.MailWake,
+		auditEvents: d.AuditEvents, witnessing: d.Witnessing, notify: d.Notify, objections: d.Objections, mailWake: d.MailWake,
 		browser: http.NewServeMux(), api: http.NewServeMux(), root: http.NewServeMux(),
 		logger: opts.Logger,
 	}
@@ -190,6 +195,8 @@ func (s *Server) routes() {
 	b.Handle("GET /mandats/{id}/attestation-revocation", s.page(s.aidantOnly(s.attestation("attestation-revocation"))))
 	b.Handle("GET /mandats/{id}/mandat.jwt", s.page(s.aidantOnly(s.mandateJWT)))
 	b.Handle("GET /mandats/{id}/retirer", s.page(s.aidantOnly(s.withdrawConfirm)))
+	b.Handle("GET /mandats/{id}/actions/{index}/erreur", s.page(s.aidantOnly(s.declareError)))
+	b.Handle("POST /mandats/{id}/actions/{index}/erreur", s.page(s.aidantOnly(s.declareError)))
 	b.Handle("POST /mandats/{id}/revoquer", s.page(s.aidantOnly(s.revokeMandate)))
 	b.Handle("POST /mandats/{id}/renouveler", s.page(s.aidantOnly(s.renewMandate)))
 	// Anyone may check a signed mandate.
@@ -210,6 +217,9 @@ func (s *Server) routes() {
 	b.Handle("GET /mon-espace/mandats/{id}/revoquer", s.page(s.usagerOnly(s.usagerRevokeConfirm)))
 	b.Handle("POST /mon-espace/mandats/{id}/revoquer", s.page(s.usagerOnly(s.usagerRevoke)))
 	b.Handle("GET /mon-espace/actions/{index}", s.page(s.usagerOnly(s.usagerReceiptPage)))
+	b.Handle("GET /mon-espace/objection/{index}", s.page(s.usagerOnly(s.usagerObjection)))
+	b.Handle("POST /mon-espace/objection/{index}", s.page(s.usagerOnly(s.usagerObjection)))
+	b.Handle("POST /mon-espace/courriels", s.page(s.usagerOnly(s.usagerActionMails)))
 	b.Handle("GET /mon-espace/recus/{index}", s.page(s.usagerOnly(s.usagerReceipt)))
 	b.Handle("GET /mon-espace/donnees.json", s.page(s.usagerOnly(s.exportJSON)))
 	b.Handle("GET /mon-espace/actions.csv", s.page(s.usagerOnly(s.exportCSV)))
@@ -227,6 +237,9 @@ func (s *Server) routes() {
 	b.Handle("POST /structure/aidants/{id}/reactiver", s.page(s.referentOnly(s.structureSetActive(true))))
 	b.Handle("POST /structure/demarches", s.page(s.referentOnly(s.structureDemarches)))
 	b.Handle("GET /structure/journal", s.page(s.referentOnly(s.structureJournal)))
+	b.Handle("GET /structure/objections", s.page(s.referentOnly(s.structureObjections)))
+	b.Handle("GET /structure/objections/{id}", s.page(s.referentOnly(s.structureObjection)))
+	b.Handle("POST /structure/objections/{id}", s.page(s.referentOnly(s.structureObjection)))
 	b.Handle("GET /structure/journal.csv", s.page(s.referentOnly(s.structureJournalCSV)))
 	b.Handle("GET /structures", s.page(s.aidantOnly(s.structures)))
 	b.Handle("POST /structures", s.page(s.aidantOnly(s.structuresChoose)))

@@ -17,6 +17,7 @@ import (
 	"aidants/auth"
 	"aidants/config"
 	"aidants/mail"
+	"aidants/objection"
 	"aidants/store"
 	"aidants/web"
 )
@@ -186,7 +187,7 @@ func wire(ctx context.Context, in *instance, env *envFlags) (http.Handler, http.
 		Logger: in.logger, Registry: reg,
 	}, web.Deps{Auth: authSvc, Log: in.log, Dir: in.dir, Mandates: in.mandates, Keys: in.keys,
 		Provider: in.provider, ServiceName: in.provider.ServiceName, AuditEvents: in.auditors.Events, Witnessing: in.witnessing,
-		Notify: in.notify, MailWake: in.wakeMail})
+		Notify: in.notify, Objections: objection.New(in.log), MailWake: in.wakeMail})
 	if err != nil {
 		return nil, nil, err
 	}
