@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint build bench
+.PHONY: help run test lint build bench screens
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ lint: ## go vet and gofmt
 
 build: ## build bin/aidants with its version
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/aidants ./cmd/aidants
+
+screens: ## screenshots of every page at 320 and 1280 px into docs/screens (needs Chromium)
+	AIDANTS_SCREENS=$(CURDIR)/docs/screens $(GO) test -count=1 -timeout 15m -run '^TestScreens$$' ./cmd/aidants
 
 bench: ## run the benchmarks and write docs/BENCHMARKS.md
 	$(GO) run ./cmd/aidants-bench -out docs/BENCHMARKS.md

@@ -278,7 +278,7 @@ func (e *env) routes(mux *http.ServeMux) {
 		e.record(w, result{err: err, answer: a})
 	})
 	mux.HandleFunc("GET /startfc", func(w http.ResponseWriter, r *http.Request) {
-		target, err := e.svc.BeginUsagerLogin(w, r)
+		target, err := e.svc.BeginUsagerLogin(w, r, "")
 		e.redirectOr(w, r, target, err)
 	})
 	mux.HandleFunc("GET /cb/fc", func(w http.ResponseWriter, r *http.Request) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -44,7 +45,7 @@ var ErrUnknownUsager = errors.New("auth: no record of this person")
 
 // BeginUsagerLogin sends the person to FranceConnect to open their space.
 func (s *Service) BeginUsagerLogin(w http.ResponseWriter, r *http.Request, returnTo string) (string, error) {
-	if !strings.HasPrefix(returnTo, "/mon-espace") || !LocalPath(returnTo) {
+	if !LocalPath(returnTo) || path.Clean(returnTo) != returnTo || (returnTo != "/mon-espace" && !strings.HasPrefix(returnTo, "/mon-espace/")) {
 		returnTo = "/mon-espace"
 	}
 	return s.BeginFranceConnect(w, r, PurposeUsagerLogin, returnTo, "", "")

@@ -24,11 +24,12 @@ var pages = template.Must(template.New("").Parse(`
 {{if .StylesheetURL}}<link rel="stylesheet" href="{{.StylesheetURL}}">{{end}}
 </head>
 <body>
+<a class="skip" href="#contenu">Aller au contenu</a>
 <header>
 <p><strong>{{.Title}}</strong></p>
 <p role="note" class="dev-banner">{{.Notice}}</p>
 </header>
-<main>
+<main id="contenu">
 <h1>{{.Heading}}</h1>
 {{end}}
 

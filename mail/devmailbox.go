@@ -242,7 +242,8 @@ var devTemplate = htmltemplate.Must(htmltemplate.New("courriels").Funcs(funcs).P
 <title>{{.Title}} — Aidants (développement)</title>
 <link rel="stylesheet" href="/static/aidants.css"></head>
 <body>
-<div class="dev-banner" role="note"><strong>Mode développement</strong> — aucun courriel ne part : ils arrivent ici.</div>
+<a class="skip" href="#contenu">Aller au contenu</a>
+<header><div class="dev-banner" role="note"><strong>Mode développement</strong> — aucun courriel ne part : ils arrivent ici. <a href="/">Retour au service</a></div></header>
 <main id="contenu" class="wrap">
 {{- if .Message}}{{with .Message}}
 <p><a href="` + DevMailboxPath + `">Tous les courriels</a></p>

@@ -89,6 +89,12 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) error {
 	if _, ok := req.ACR(p.MFA); !ok {
 		return s.unmetACR(w, r, token)
 	}
+	// The chooser's forms end in a redirect to the service: a browser
+	// enforces form-action on it, so the service's origin is allowed on
+	// this page (only its registered redirect URI's).
+	if u, err := url.Parse(req.RedirectURI); err == nil && u.Host != "" {
+		w.Header().Set("Content-Security-Policy", s.csp+" "+u.Scheme+"://"+u.Host)
+	}
 	page := &actPage{Page: s.base(r), Token: token, Service: svc.Name, Search: r.URL.Query().Get("q"), Asked: req.RepScope}
 	if p.IsAidant {
 		if page.Choices, err = s.provider.Eligible(r.Context(), p.OrganisationID, req, svc, page.Search); err != nil {

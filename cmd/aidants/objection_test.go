@@ -283,6 +283,14 @@ func TestPersonTurnsActionMailsOff(t *testing.T) {
 	camille := browser(t)
 	signInAidant(t, camille, s, devidp.SubCamille)
 	createOnSite(t, camille, s, devidp.SubJosephine, onSiteForm("argent"))
+	// A return address outside the space is ignored: the person lands
+	// in her space.
+	for _, retour := range []string{"//evil.example/x", "https://evil.example/", "/mandats", "/mon-espace/../tableau-de-bord"} {
+		stranger := browser(t)
+		if page, _, _ := pickIdentityAfterPost(t, stranger, s.URL+"/mon-espace/connexion", url.Values{"retour": {retour}}, devidp.SubJosephine); page != s.URL+"/mon-espace" {
+			t.Errorf("sign-in with retour %q lands at %s", retour, page)
+		}
+	}
 	person := browser(t)
 	_, _, space := personSignIn(t, person, s, devidp.SubJosephine)
 	if !strings.Contains(space, "Ne plus recevoir ces courriels") {
