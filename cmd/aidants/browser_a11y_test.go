@@ -334,7 +334,7 @@ func TestKeyboardOnlyOnSiteMandate(t *testing.T) {
 	// Back up the form (argent comes after logement), as a person who
 	// changes her mind does.
 	k.toggle(`input[name="demarches"][value="logement"]`)
-	k.toggle(`input[name="duree"]`)   // the first duration: radios are entered by Tab on the first
+	k.toggle(`input[name="duree"]`)  // the first duration: radios are entered by Tab on the first
 	k.focus(`input[name="methode"]`) // "Elle est avec moi", checked already
 	if on, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.activeElement.value === "on_site" && document.activeElement.checked`)); !on {
 		t.Fatal("the on-site method is not the checked choice that Tab reaches")
