@@ -14,6 +14,7 @@ import (
 	"aidants/mandate"
 	"aidants/org"
 	"aidants/provider"
+	"aidants/stats"
 	"aidants/store"
 	"aidants/templates"
 )
@@ -76,6 +77,10 @@ func samples() map[string]any {
 			Checked: now, LeafHash: "AA==", QR: "data:image/png;base64,AA==", ProofURL: "https://x/audit/proof/inclusion?index=3&size=9"},
 		"structure-desactivation": &disablePage{Page: base, Row: org.AidantRow{Aidant: org.Aidant{ID: "aid_2", GivenName: "Dominique", FamilyName: "Bernard"}},
 			Reasons: org.DisableReasons, Form: url.Values{}},
+		"statistiques": newStatsPage(base, &stats.Report{OrganisationID: "org_1", From: now.AddDate(0, -11, 0), Now: now,
+			Months:     []stats.Month{{Start: now, Created: 3, Active: 2, Revoked: 1}},
+			ByDemarche: []stats.Count{{Key: "argent", Name: "Argent", N: 4}}, ByAidant: []stats.Count{{Key: "aid_1", Name: "Camille Martin", N: 4}},
+			Remote: 1, OnSite: 2}, false, "France Services", "/structure/statistiques.csv"),
 		"journal-public": &journalPage{Page: base, Checkpoint: "o\n1\nAA==\n", Size: 1, Key: "o+1+AA", Origin: "o"},
 	}
 }
