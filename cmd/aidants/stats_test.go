@@ -17,9 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"aidants/audit"
 	"aidants/devidp"
+	"aidants/internal/browsertest"
 	"aidants/mandate"
+	"aidants/org"
 	"aidants/stats/statstest"
 	"aidants/store/storetest"
 )
@@ -144,31 +148,10 @@ func checkCharts(t *testing.T, body string, n int) {
 // référent's page and CSV with the figures computed from the seed; checks
 // who may see them, and that the public page is off by default.
 func TestStatisticsPageShowsTheOrganisationsFiguresOnly(t *testing.T) {
-	dir := t.TempDir()
-	s := startDev(t, dir)
-	ctx := context.Background()
-	cfg, err := devConfig(dir, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	demo, _ := in.dir.OrganisationBySIRET(ctx, demoSIRET)
-	second, _ := in.dir.OrganisationBySIRET(ctx, secondSIRET)
-	camille, dominique, alex := aidantID(t, s, devidp.EmailCamille), aidantID(t, s, devidp.EmailDominique), aidantID(t, s, devidp.EmailAlex)
-	now := time.Now()
-	seedA := statstest.Write(t, in.log, demo.ID, camille, dominique, now)
-	seedB := statstest.Write(t, in.log, second.ID, alex, alex, now)
-	// Alex is référent of the second organisation only.
-	if err := in.log.Write(ctx, func(tx *audit.Tx) error {
-		_, err := tx.Exec(`UPDATE memberships SET is_referent = TRUE WHERE aidant_id = ? AND organisation_id = ?`, alex, second.ID)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	s := startDev(t, "")
+	d := seedStatsDev(t, s)
+	demo, second, seedA, seedB, now := d.demo, d.second, d.seedA, d.seedB, d.now
+	camille, dominique, alex := d.camille, d.dominique, d.alex
 	names := map[string]string{camille: "Camille Martin", dominique: "Dominique Bernard", alex: "Alex Moreau"}
 
 	sacha := browser(t)
@@ -389,4 +372,74 @@ func stats0(now time.Time) ([]string, error) {
 		out = append(out, time.Date(p.Year(), p.Month()-time.Month(i), 1, 0, 0, 0, 0, mandate.Paris).Format("2006-01"))
 	}
 	return out, nil
+}
+
+// statsDev is a development instance with the statistics seed in its two
+// organisations; Alex is référent of the second one only.
+type statsDev struct {
+	demo, second             *org.Organisation
+	seedA, seedB             *statstest.Seed
+	now                      time.Time
+	camille, dominique, alex string
+}
+
+func seedStatsDev(t *testing.T, s *testServer) *statsDev {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := devConfig(s.Data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	demo, _ := in.dir.OrganisationBySIRET(ctx, demoSIRET)
+	second, _ := in.dir.OrganisationBySIRET(ctx, secondSIRET)
+	camille, dominique, alex := aidantID(t, s, devidp.EmailCamille), aidantID(t, s, devidp.EmailDominique), aidantID(t, s, devidp.EmailAlex)
+	now := time.Now()
+	seedA := statstest.Write(t, in.log, demo.ID, camille, dominique, now)
+	seedB := statstest.Write(t, in.log, second.ID, alex, alex, now)
+	// Alex is référent of the second organisation only.
+	if err := in.log.Write(ctx, func(tx *audit.Tx) error {
+		_, err := tx.Exec(`UPDATE memberships SET is_referent = TRUE WHERE aidant_id = ? AND organisation_id = ?`, alex, second.ID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return &statsDev{demo: demo, second: second, seedA: seedA, seedB: seedB, now: now, camille: camille, dominique: dominique, alex: alex}
+}
+
+// TestBrowserStatisticsFitAPhone opens the statistics from "Ma structure"
+// in a real browser 320 pixels wide: nothing scrolls sideways, and each
+// chart is drawn as wide as the page and no wider.
+func TestBrowserStatisticsFitAPhone(t *testing.T) {
+	s := startDev(t, "")
+	seedStatsDev(t, s)
+	sacha := browsertest.New(t, 120*time.Second)
+	browserSignIn(t, sacha, s, devidp.SubSacha)
+	for _, width := range []int64{320, 1280} {
+		err := chromedp.Do(sacha,
+			chromedp.EmulateViewport(width, 800),
+			chromedp.Navigate(s.URL+"/structure"),
+			chromedp.Click(chromedp.CSS(`a[href="/structure/statistiques"]`), chromedp.NodeVisible),
+			chromedp.WaitVisible(chromedp.CSS(`#tableau-accords`)),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fits, err := chromedp.Run(sacha, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= document.documentElement.clientWidth`))
+		if err != nil || !fits {
+			t.Errorf("at %d px the statistics scroll sideways (%v)", width, err)
+		}
+		charts, err := chromedp.Run(sacha, chromedp.Evaluate[int](`[...document.querySelectorAll('figure.chart svg')].filter(s => {
+			const r = s.getBoundingClientRect(); return r.width > 100 && r.right <= document.documentElement.clientWidth && r.height > 0 }).length`))
+		if err != nil || charts != 7 {
+			t.Errorf("at %d px, %d charts drawn within the page, want 7 (%v)", width, charts, err)
+		}
+	}
+	if text := textOf(t, sacha); !strings.Contains(text, "Camille Martin") || !strings.Contains(text, "des accords ont été donnés à distance") {
+		t.Errorf("the page as read:\n%s", text)
+	}
 }
