@@ -8,8 +8,9 @@
 // PostgreSQL, and every query is bounded: mandates by the
 // (organisation_id, created_at) index from the start of the window minus
 // the longest duration (no older mandate can still be alive in it),
-// actions by the (organisation_id, idx) index of the journal and the
-// window's times. Nothing here writes.
+// actions by the (organisation_id, idx) index of the journal from the
+// first position of the window, found by bisection since the journal's
+// times follow its order. Nothing here writes.
 package stats
 
 import (
@@ -175,11 +176,45 @@ func (r *Report) mandates(ctx context.Context, db *store.DB, starts []time.Time,
 
 func sum(cond string) string { return "COALESCE(SUM(CASE WHEN " + cond + " THEN 1 ELSE 0 END), 0)" }
 
+// clockMargin is how far the journal's times may run against its order:
+// each batch is stamped once the head is locked, so only the clocks of
+// several instances sharing one database can disagree, by far less.
+const clockMargin = 24 * time.Hour
+
+// firstIndex returns a position of the journal before which every event is
+// older than t - clockMargin, by bisection on the primary key, so that the
+// window's events are read from an index range rather than from the
+// whole history.
+func firstIndex(ctx context.Context, db *store.DB, t time.Time) (int64, error) {
+	bound := store.Millis(t.Add(-clockMargin))
+	var lo, hi int64
+	if err := db.R.GetContext(ctx, &hi, `SELECT COALESCE(MAX(idx), -1) + 1 FROM audit_events`); err != nil {
+		return 0, err
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		var at int64
+		if err := db.R.GetContext(ctx, &at, db.Rebind(`SELECT time FROM audit_events WHERE idx >= ? ORDER BY idx LIMIT 1`), mid); err != nil {
+			return 0, err
+		}
+		if at < bound {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo, nil
+}
+
 // actions counts the mandate.used events of the window: an aidant chose a
 // person and a démarche at a public service (SPEC §6, §7).
 func (r *Report) actions(ctx context.Context, db *store.DB) error {
-	where := "e.type = 'mandate.used' AND e.time >= ? AND e.time <= ?"
-	args := []any{store.Millis(r.From), store.Millis(r.Now)}
+	start, err := firstIndex(ctx, db, r.From)
+	if err != nil {
+		return err
+	}
+	where := "e.idx >= ? AND e.type = 'mandate.used' AND e.time >= ? AND e.time <= ?"
+	args := []any{start, store.Millis(r.From), store.Millis(r.Now)}
 	if r.OrganisationID != "" {
 		where = "e.organisation_id = ? AND " + where
 		args = append([]any{r.OrganisationID}, args...)

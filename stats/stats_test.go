@@ -38,6 +38,7 @@ func seed(t *testing.T, db *store.DB, now time.Time) *seeded {
 	dir := org.New(l)
 	op := audit.Actor{Kind: audit.ActorOperator, ID: "test"}
 	s := &seeded{db: db}
+	var orgs []statstest.Org
 	for i, siret := range []string{"98765432100015", "13579246800013"} {
 		o, err := dir.AddOrganisation(ctx, op, org.NewOrganisation{Name: "Structure " + siret, SIRET: siret})
 		if err != nil {
@@ -52,13 +53,14 @@ func seed(t *testing.T, db *store.DB, now time.Time) *seeded {
 			}
 			ids = append(ids, a.ID)
 		}
-		s.seeds = append(s.seeds, statstest.Write(t, l, o.ID, ids[0], ids[1], now))
+		orgs = append(orgs, statstest.Org{ID: o.ID, A1: ids[0], A2: ids[1]})
 		if i == 0 {
 			s.orgA = o.ID
 		} else {
 			s.orgB = o.ID
 		}
 	}
+	s.seeds = statstest.Write(t, l, now, orgs...)
 	return s
 }
 

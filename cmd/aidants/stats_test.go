@@ -295,7 +295,7 @@ level = "warn"
 	}
 	zoe, yann, xavier := id("zoe@example.org"), id("yann@example.org"), id("xavier@example.org")
 	now := time.Now()
-	seeds := []*statstest.Seed{statstest.Write(t, in.log, a.ID, zoe, yann, now), statstest.Write(t, in.log, b.ID, xavier, xavier, now)}
+	seeds := statstest.Write(t, in.log, now, statstest.Org{ID: a.ID, A1: zoe, A2: yann}, statstest.Org{ID: b.ID, A1: xavier, A2: xavier})
 
 	s := startServe(t, "", []string{"serve", "--config", config})
 	anon := browser(t)
@@ -399,8 +399,8 @@ func seedStatsDev(t *testing.T, s *testServer) *statsDev {
 	second, _ := in.dir.OrganisationBySIRET(ctx, secondSIRET)
 	camille, dominique, alex := aidantID(t, s, devidp.EmailCamille), aidantID(t, s, devidp.EmailDominique), aidantID(t, s, devidp.EmailAlex)
 	now := time.Now()
-	seedA := statstest.Write(t, in.log, demo.ID, camille, dominique, now)
-	seedB := statstest.Write(t, in.log, second.ID, alex, alex, now)
+	seeds := statstest.Write(t, in.log, now, statstest.Org{ID: demo.ID, A1: camille, A2: dominique}, statstest.Org{ID: second.ID, A1: alex, A2: alex})
+	seedA, seedB := seeds[0], seeds[1]
 	// Alex is référent of the second organisation only.
 	if err := in.log.Write(ctx, func(tx *audit.Tx) error {
 		_, err := tx.Exec(`UPDATE memberships SET is_referent = TRUE WHERE aidant_id = ? AND organisation_id = ?`, alex, second.ID)

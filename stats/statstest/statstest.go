@@ -8,6 +8,7 @@ package statstest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -25,8 +26,8 @@ type Mandate struct {
 
 // Action is one seeded mandate.used event.
 type Action struct {
-	Org, Aidant, Demarche string
-	At                    time.Time
+	Org, Aidant, Demarche, Mandate string
+	At                             time.Time
 }
 
 // Seed is what was written.
@@ -47,11 +48,44 @@ type Expected struct {
 
 var seq int
 
-// Write seeds, through the journal's only write path, the history of
-// organisation orgID with its aidants a1 and a2 (a1 the more active),
-// relative to now. Call it once per organisation.
-func Write(t testing.TB, log *audit.Log, orgID, a1, a2 string, now time.Time) *Seed {
+// Org is an organisation to seed, with its two aidants (A1 the more
+// active).
+type Org struct{ ID, A1, A2 string }
+
+// Write seeds, through the journal's only write path and in one
+// transaction, the history of each organisation relative to now, and
+// returns one Seed per organisation. The actions of all of them are
+// journaled in the order of their times, as the journal's are (package
+// stats relies on it to find the window's first position).
+func Write(t testing.TB, log *audit.Log, now time.Time, orgs ...Org) []*Seed {
 	t.Helper()
+	var seeds []*Seed
+	var acts []Action
+	err := log.Write(context.Background(), func(tx *audit.Tx) error {
+		for _, o := range orgs {
+			s, err := write(tx, o.ID, o.A1, o.A2, now)
+			if err != nil {
+				return err
+			}
+			seeds = append(seeds, s)
+			acts = append(acts, s.Actions...)
+		}
+		slices.SortStableFunc(acts, func(a, b Action) int { return a.At.Compare(b.At) })
+		for _, a := range acts {
+			if _, err := tx.Append(audit.Event{Type: audit.MandateUsed, Time: audit.Time{Time: a.At}, Actor: audit.Actor{Kind: audit.ActorAidant, ID: a.Aidant},
+				Aidant: a.Aidant, Organisation: a.Org, Usager: "usa_x", Mandate: a.Mandate, Service: "svc_test", Demarches: []string{a.Demarche}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+	return seeds
+}
+
+func write(tx *audit.Tx, orgID, a1, a2 string, now time.Time) (*Seed, error) {
 	p := now.In(mandate.Paris)
 	month := func(k int) time.Time { // a moment in the k-th month before now's
 		return time.Date(p.Year(), p.Month()-time.Month(k), 4, 10, 0, 0, 0, mandate.Paris).UTC()
@@ -78,9 +112,8 @@ func Write(t testing.TB, log *audit.Log, orgID, a1, a2 string, now time.Time) *S
 		{created: now.Add(-2 * time.Hour), days: 31, method: mandate.Remote},    // this month
 	}
 	s := &Seed{}
-	ctx := context.Background()
-	err := log.Write(ctx, func(tx *audit.Tx) error {
-		for i, sp := range specs {
+	err := func() error {
+		for _, sp := range specs {
 			seq++
 			id := fmt.Sprintf("man_stats%04d%s", seq, orgID)
 			usa := fmt.Sprintf("usa_stats%04d", seq)
@@ -119,7 +152,6 @@ func Write(t testing.TB, log *audit.Log, orgID, a1, a2 string, now time.Time) *S
 					return err
 				}
 			}
-			_ = i
 			s.Mandates = append(s.Mandates, m)
 		}
 		acts := []struct {
@@ -129,19 +161,11 @@ func Write(t testing.TB, log *audit.Log, orgID, a1, a2 string, now time.Time) *S
 		}{{13, a1, "argent"}, {11, a1, "argent"}, {6, a1, "argent"}, {6, a1, "logement"}, {3, a1, "logement"}, {2, a1, "argent"},
 			{1, a1, "social"}, {5, a2, "argent"}, {2, a2, "social"}, {1, a2, "social"}}
 		for _, a := range acts {
-			at := month(a.k)
-			if _, err := tx.Append(audit.Event{Type: audit.MandateUsed, Time: audit.Time{Time: at}, Actor: audit.Actor{Kind: audit.ActorAidant, ID: a.aidant},
-				Aidant: a.aidant, Organisation: orgID, Usager: "usa_x", Mandate: s.Mandates[0].ID, Service: "svc_test", Demarches: []string{a.demarche}}); err != nil {
-				return err
-			}
-			s.Actions = append(s.Actions, Action{Org: orgID, Aidant: a.aidant, Demarche: a.demarche, At: at})
+			s.Actions = append(s.Actions, Action{Org: orgID, Aidant: a.aidant, Demarche: a.demarche, At: month(a.k).Truncate(time.Millisecond), Mandate: s.Mandates[0].ID})
 		}
 		return nil
-	})
-	if err != nil {
-		t.Fatalf("seed %s: %v", orgID, err)
-	}
-	return s
+	}()
+	return s, err
 }
 
 // Expect computes the figures of organisation orgID ("" for every one)
