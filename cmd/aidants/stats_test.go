@@ -177,6 +177,9 @@ func TestStatisticsPageShowsTheOrganisationsFiguresOnly(t *testing.T) {
 	if n := count(t, openDB(t, s), `SELECT COUNT(*) FROM audit_events WHERE type = 'audit.exported' AND organisation_id = ?`, demo.ID); n != 4 {
 		t.Errorf("%d exports journaled, want 4", n)
 	}
+	if _, _, journal := get(t, sacha, s.URL+"/structure/journal?type=audit.exported"); strings.Count(html.UnescapeString(journal), "Statistiques exportées") != 4 {
+		t.Errorf("the journal does not say the statistics were exported:\n%s", journal)
+	}
 	if _, status, _ := get(t, sacha, s.URL+"/structure/statistiques.csv?tableau=autre"); status != http.StatusBadRequest {
 		t.Errorf("an unknown table: %d", status)
 	}
