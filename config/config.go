@@ -67,6 +67,10 @@ type Server struct {
 	// MetricsListen, when set, serves /metrics on this address of its own
 	// (a loopback or internal one), and never on the public listener.
 	MetricsListen string `toml:"metrics_listen"`
+	// PublicStatistics serves the instance's national figures (mandates
+	// per month, démarches, consents at a distance; never a name) to
+	// anyone at /statistiques. Off by default.
+	PublicStatistics bool `toml:"public_statistics"`
 }
 
 // TrustedNets parses TrustedProxies (Validate has checked them).

@@ -308,3 +308,9 @@ func SortCodes(codes []string) {
 	}
 	sort.SliceStable(codes, func(i, j int) bool { return pos[codes[i]] < pos[codes[j]] })
 }
+
+// FrenchMonth writes the month of t as "décembre 2026", in Paris time.
+func FrenchMonth(t time.Time) string {
+	p := t.In(Paris)
+	return fmt.Sprintf("%s %d", months[p.Month()-1], p.Year())
+}

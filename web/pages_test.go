@@ -15,6 +15,7 @@ import (
 	"aidants/objection"
 	"aidants/org"
 	"aidants/provider"
+	"aidants/stats"
 	"aidants/store"
 	"aidants/templates"
 )
@@ -87,6 +88,10 @@ func samples() map[string]any {
 		"structure-objection": &objectionAnswerPage{Page: base, Row: objectionRow{Objection: &objection.Objection{ID: "obj_1", MandateID: "man_1",
 			CreatedAt: store.T(now), Text: "Je n'étais pas là"}, Person: "Joséphine Lefèvre", Aidant: "Camille Martin", Action: "« Service »", ActionAt: now,
 			Reason: "Je ne connais pas cette personne"}, Problem: "Écrivez.", Done: true},
+		"statistiques": newStatsPage(base, &stats.Report{OrganisationID: "org_1", From: now.AddDate(0, -11, 0), Now: now,
+			Months:     []stats.Month{{Start: now, Created: 3, Active: 2, Revoked: 1}},
+			ByDemarche: []stats.Count{{Key: "argent", Name: "Argent", N: 4}}, ByAidant: []stats.Count{{Key: "aid_1", Name: "Camille Martin", N: 4}},
+			Remote: 1, OnSite: 2}, false, "France Services", "/structure/statistiques.csv"),
 		"journal-public": &journalPage{Page: base, Checkpoint: "o\n1\nAA==\n", Size: 1, Key: "o+1+AA", Origin: "o"},
 	}
 }

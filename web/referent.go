@@ -441,6 +441,9 @@ func (b *nameBook) line(e audit.Entry) journalLine {
 	if l.Label == "" {
 		l.Label = ev.Type
 	}
+	if ev.Type == audit.AuditExported && ev.Detail["scope"] == "statistics" {
+		l.Label = "Statistiques exportées"
+	}
 	if ev.Aidant != "" {
 		l.Aidant = b.aidants[ev.Aidant]
 		if l.Aidant == "" {

@@ -51,6 +51,9 @@ type Options struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client.
 	TrustedProxies []*net.IPNet
+	// PublicStats serves the national statistics, without names, to
+	// anyone at /statistiques (otherwise 404).
+	PublicStats bool
 	// Limits bound what one client may ask (SPEC §11, issue 13).
 	Limits   Limits
 	Logger   *slog.Logger
@@ -241,6 +244,10 @@ func (s *Server) routes() {
 	b.Handle("GET /structure/objections/{id}", s.page(s.referentOnly(s.structureObjection)))
 	b.Handle("POST /structure/objections/{id}", s.page(s.referentOnly(s.structureObjection)))
 	b.Handle("GET /structure/journal.csv", s.page(s.referentOnly(s.structureJournalCSV)))
+	b.Handle("GET /structure/statistiques", s.page(s.referentOnly(s.structureStats)))
+	b.Handle("GET /structure/statistiques.csv", s.page(s.referentOnly(s.structureStatsCSV)))
+	b.Handle("GET /statistiques", s.page(s.publicStats))
+	b.Handle("GET /statistiques.csv", s.page(s.publicStatsCSV))
 	b.Handle("GET /structures", s.page(s.aidantOnly(s.structures)))
 	b.Handle("POST /structures", s.page(s.aidantOnly(s.structuresChoose)))
 	b.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(s.opts.OverrideDir)))

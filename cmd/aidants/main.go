@@ -60,6 +60,7 @@ func commands() map[string]command {
 		"version":              {"print the version", cmdVersion},
 		"org add":              {"add an organisation: --name NAME --siret SIRET [--demarches code,code]", cmdOrgAdd},
 		"org list":             {"list organisations", cmdOrgList},
+		"stats":                {"print the statistics of the last 12 months (mandates per month, actions, remote consents): [--org ID|SIRET]", cmdStats},
 		"org update":           {"change an organisation: --siret SIRET [--name NAME] [--demarches code,code|all] [--active true|false]", cmdOrgUpdate},
 		"aidant add":           {"add an aidant: --org SIRET --email EMAIL --given-name G --family-name F --habilitated-until YYYY-MM-DD [--referent]", cmdAidantAdd},
 		"aidant list":          {"list aidants: [--org SIRET]", cmdAidantList},

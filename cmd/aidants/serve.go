@@ -184,7 +184,8 @@ func wire(ctx context.Context, in *instance, env *envFlags) (http.Handler, http.
 		MetricsToken: cfg.Server.MetricsToken, NoPublicMetrics: cfg.Server.MetricsListen != "", TrustedProxies: cfg.Server.TrustedNets(),
 		Limits: web.Limits{Window: cfg.Limits.Window.D(), SignIn: cfg.Limits.SignIn, ConsentLinks: cfg.Limits.ConsentLinks,
 			TokenFailures: cfg.Limits.TokenFailures, Verify: cfg.Limits.Verify, AuditorAPI: cfg.Limits.AuditorAPI},
-		Logger: in.logger, Registry: reg,
+		PublicStats: cfg.Server.PublicStatistics,
+		Logger:      in.logger, Registry: reg,
 	}, web.Deps{Auth: authSvc, Log: in.log, Dir: in.dir, Mandates: in.mandates, Keys: in.keys,
 		Provider: in.provider, ServiceName: in.provider.ServiceName, AuditEvents: in.auditors.Events, Witnessing: in.witnessing,
 		Notify: in.notify, Objections: objection.New(in.log), MailWake: in.wakeMail})
