@@ -55,6 +55,10 @@ type Report struct {
 	ByDemarche     []Count   // most actions first
 	ByAidant       []Count   // most actions first; empty for the whole instance
 	Remote, OnSite int       // consents of the mandates created in the window
+	// The persons' objections ("ce n'était pas d'accord") and the
+	// aidants' declarations of error (complements excluded) in the window
+	// (issue 15).
+	Objections, Errors int
 }
 
 // Actions is the number of actions taken in the window.
@@ -119,6 +123,16 @@ func Compute(ctx context.Context, db *store.DB, orgID string, now time.Time) (*R
 	}
 	if err := r.actions(ctx, db); err != nil {
 		return nil, fmt.Errorf("stats: actions: %w", err)
+	}
+	org, args := "", []any{store.Millis(r.From)}
+	if orgID != "" {
+		org, args = " AND organisation_id = ?", append(args, orgID)
+	}
+	if err := db.R.GetContext(ctx, &r.Objections, db.Rebind(`SELECT COUNT(*) FROM objections WHERE created_at >= ?`+org), args...); err != nil {
+		return nil, fmt.Errorf("stats: objections: %w", err)
+	}
+	if err := db.R.GetContext(ctx, &r.Errors, db.Rebind(`SELECT COUNT(*) FROM error_declarations WHERE completes IS NULL AND created_at >= ?`+org), args...); err != nil {
+		return nil, fmt.Errorf("stats: errors: %w", err)
 	}
 	return r, nil
 }

@@ -78,4 +78,5 @@ func printStats(w io.Writer, rep *stats.Report, scope string) {
 		tw.Flush()
 	}
 	fmt.Fprintf(w, "\nConsents of the mandates created: %d remote, %d on site (%d%% remote)\n", rep.Remote, rep.OnSite, rep.RemotePercent())
+	fmt.Fprintf(w, "Objections by the persons: %d; errors declared by the aidants: %d\n", rep.Objections, rep.Errors)
 }

@@ -191,6 +191,12 @@ func TestPersonObjectsAndTheReferentAnswers(t *testing.T) {
 	if !strings.Contains(space, "Vous avez signalé que ce n'était pas d'accord") || !strings.Contains(space, answer) {
 		t.Fatalf("the person's space does not show the answer:\n%s", space)
 	}
+	// The référent's statistics count it.
+	_, _, st := get(t, sacha, s.URL+"/structure/statistiques")
+	row := regexp.MustCompile(`(?s)id="tableau-signalements".*?« ce n'était pas d'accord »\)</td><td data-label="Nombre">(\d+)</td>`).FindStringSubmatch(html.UnescapeString(st))
+	if row == nil || row[1] != "1" {
+		t.Errorf("the statistics' objections: %v", row)
+	}
 }
 
 // TestAidantDeclaresAnError: "J'ai fait une erreur" from the mandate page

@@ -314,6 +314,8 @@ func (tr *tour) run() {
 	tr.at(referent, "structure-desactivation", "the référent: confirming that an aidant is disabled, with a reason", false)
 	tr.navigate(referent, tr.url+"/structure/journal")
 	tr.at(referent, "structure-journal", "the référent: her structure's journal", false)
+	tr.navigate(referent, tr.url+"/structure/statistiques")
+	tr.at(referent, "structure-statistiques", "the référent: her structure's statistics", false)
 
 	// The person's own space, with a mandate of hers still active (the
 	// one above is revoked): made on site by the aidant, over HTTP.
