@@ -375,6 +375,10 @@ func (l *Log) commit(batch []*unit) {
 	} else if l.failed.Swap(nil) != nil {
 		l.logger.Info("audit: the writer commits again")
 	}
+	// Counted before any unit is answered: a caller that reads the
+	// counters after its Write returned sees its own unit counted.
+	l.stats.Units.Add(int64(len(batch)))
+	l.stats.Batches.Add(1)
 	for i, u := range batch {
 		if results[i] == nil && err != nil {
 			results[i] = err
@@ -384,8 +388,6 @@ func (l *Log) commit(batch []*unit) {
 		}
 		u.done <- results[i]
 	}
-	l.stats.Units.Add(int64(len(batch)))
-	l.stats.Batches.Add(1)
 }
 
 func (l *Log) runBatch(batch []*unit, results []error) (err error) {
