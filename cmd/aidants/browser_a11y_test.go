@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,7 +157,7 @@ func (c *tourChecks) visit(ctx context.Context, stop tourStop) {
 			check, what, _ := strings.Cut(p, ": ")
 			add(w, check, what)
 		}
-		text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+		text, err := browsertest.VisibleText(ctx)
 		if err != nil {
 			t.Fatalf("%s: %v", stop.Name, err)
 		}
@@ -484,5 +486,56 @@ func TestScreens(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPageChecksCatchBrokenPages proves the tour's browser checks on a
+// page made wrong on purpose: axe-core finds the image without text and
+// the field without a label, the overflow check finds the page wider than
+// a phone, the keyboard check finds no skip link, and the visible text
+// leaves out a closed <details> but keeps an open one.
+func TestPageChecksCatchBrokenPages(t *testing.T) {
+	axe := axeCore(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<!doctype html><html lang="fr"><head><title>Cassée</title></head><body><main>
+<h1>Page cassée</h1><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw="><input type="text">
+<div style="width:900px">large</div>
+<details><summary>Voir</summary>man_caché</details><details open><summary>Ouvert</summary>usa_visible</details>
+</main></body></html>`)
+	}))
+	t.Cleanup(srv.Close)
+	ctx := browsertest.New(t, time.Minute)
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL)); err != nil {
+		t.Fatal(err)
+	}
+	if err := browsertest.SetWidth(ctx, 320); err != nil {
+		t.Fatal(err)
+	}
+	vs, err := browsertest.Axe(ctx, axe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, v := range vs {
+		found[v.ID] = true
+	}
+	for _, id := range []string{"image-alt", "label"} {
+		if !found[id] {
+			t.Errorf("axe did not report %s: %+v", id, vs)
+		}
+	}
+	if o, err := browsertest.HorizontalOverflow(ctx); err != nil || !o.Scrolls() {
+		t.Errorf("the 900 px block does not count as sideways scrolling at 320 px: %+v %v", o, err)
+	}
+	if ps, err := browsertest.KeyboardStartProblems(ctx); err != nil || len(ps) == 0 {
+		t.Errorf("a page without a skip link passes the keyboard check: %v %v", ps, err)
+	}
+	text, err := browsertest.VisibleText(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := wordingProblems(text, false); len(got) != 1 || !strings.Contains(got[0], "usa_") {
+		t.Errorf("wording problems of the visible text %q: %v, want only the open details' usa_", text, got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -445,4 +446,40 @@ func prodTour(t *testing.T, root context.Context, visit func(context.Context, to
 	}
 	s := r.serve()
 	return &tour{t: t, url: s.URL, root: root, visit: visit, serviceID: m[1], serviceRedirect: redirect}
+}
+
+// TestChooserFormsMayReachTheService: in production mode the public
+// service is on another origin, where the chooser's forms end (a redirect
+// with the code, or the cancellation). Browsers apply the page's CSP
+// form-action to a form's redirects, so the chooser's policy names the
+// service's registered origin — and only for that page.
+func TestChooserFormsMayReachTheService(t *testing.T) {
+	tr := prodTour(t, nil, nil)
+	c := browser(t)
+	signInAidantAt(t, c, tr.url, devidp.SubCamille)
+	svc, err := url.Parse(tr.serviceRedirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := svc.Scheme + "://" + svc.Host
+	formAction := func(u string) string {
+		t.Helper()
+		res, err := c.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d at %s", u, res.StatusCode, res.Request.URL)
+		}
+		_, fa, _ := strings.Cut(res.Header.Get("Content-Security-Policy"), "form-action ")
+		fa, _, _ = strings.Cut(fa, ";")
+		return fa
+	}
+	if fa := formAction(tr.authorizeURL()); !slices.Contains(strings.Fields(fa), origin) {
+		t.Errorf("the chooser's form-action %q does not allow the service at %s", fa, origin)
+	}
+	if fa := formAction(tr.url + "/tableau-de-bord"); strings.Contains(fa, origin) {
+		t.Errorf("another page's form-action %q allows the service at %s", fa, origin)
+	}
 }

@@ -249,3 +249,22 @@ func FullPageScreenshot(ctx context.Context) ([]byte, error) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// VisibleText returns the text a person sees on the page: the body's
+// rendered text (attributes and hidden elements left out), without what a
+// closed <details> holds besides its summary. The closed details are
+// emptied for the reading and filled again.
+func VisibleText(ctx context.Context) (string, error) {
+	return chromedp.Run(ctx, chromedp.Evaluate[string](`(() => {
+		const moved = [];
+		for (const d of document.querySelectorAll("details:not([open])")) {
+			const summary = d.querySelector(":scope > summary");
+			const f = document.createDocumentFragment();
+			for (const n of [...d.childNodes]) if (n !== summary) f.appendChild(n);
+			moved.push([d, f]);
+		}
+		const text = document.body.innerText;
+		for (const [d, f] of moved) d.appendChild(f);
+		return text;
+	})()`))
+}
