@@ -433,3 +433,30 @@ func TestActionMailsSwitchIsJournaledAndStopsActionMessages(t *testing.T) {
 		}
 	})
 }
+
+func TestObjectionOnAWithdrawnMandateSaysItWithdrewNothing(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db)
+		ctx := context.Background()
+		by := audit.Actor{Kind: audit.ActorUsager, ID: e.m.UsagerID}
+		if err := e.mandates.Revoke(ctx, mandate.Revocation{By: by, UsagerID: e.m.UsagerID, MandateID: e.m.ID, Reason: mandate.ReasonByPerson}); err != nil {
+			t.Fatal(err)
+		}
+		o, err := e.svc.Object(ctx, e.m.UsagerID, e.action, "inconnu", "", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Withdrew || e.count(`SELECT COUNT(*) FROM objections WHERE withdrew`) != 0 {
+			t.Error("the objection says it withdrew a mandate already withdrawn")
+		}
+		if ev := lastEvent(t, e, audit.UsagerObjected); ev.Detail["withdrew"] != nil {
+			t.Errorf("usager.objected: %v", ev.Detail)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM audit_events WHERE type = ?`, audit.MandateRevoked); n != 1 {
+			t.Errorf("%d mandate.revoked events, want 1", n)
+		}
+		if msgs := e.mails("referent-a@example.org"); len(msgs) != 1 || strings.Contains(msgs[0], "retiré son mandat") {
+			t.Errorf("the référent's message: %q", msgs)
+		}
+	})
+}
