@@ -158,6 +158,17 @@ func (s *Service) Object(ctx context.Context, usagerID string, index int64, reas
 			return ErrObjected
 		}
 		o.CreatedAt = store.T(tx.Now())
+		o.Withdrew = false
+		if withdraw {
+			// First, so that the objection says whether this step withdrew
+			// the mandate: one already withdrawn, or ended, is not.
+			err := mandate.RevokeIn(tx, mandate.Revocation{By: audit.Actor{Kind: audit.ActorUsager, ID: usagerID}, MandateID: o.MandateID,
+				UsagerID: usagerID, Reason: mandate.ReasonByPerson})
+			if err != nil && !errors.Is(err, mandate.ErrRevoked) && !errors.Is(err, mandate.ErrExpired) {
+				return err
+			}
+			o.Withdrew = err == nil
+		}
 		detail := map[string]any{"action": index}
 		if text != "" {
 			h, err := tx.FreeText(text)
@@ -166,26 +177,17 @@ func (s *Service) Object(ctx context.Context, usagerID string, index int64, reas
 			}
 			o.TextHash, detail[audit.FreeTextKey] = &h, h
 		}
-		if withdraw {
+		if o.Withdrew {
 			detail["withdrew"] = true
 		}
 		if _, err := tx.Exec(`INSERT INTO objections (id, action_index, usager_id, organisation_id, mandate_id, aidant_id, reason, text_hash, withdrew, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, o.ID, index, usagerID, o.OrganisationID, o.MandateID, o.AidantID, reason, o.TextHash, withdraw, o.CreatedAt); err != nil {
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, o.ID, index, usagerID, o.OrganisationID, o.MandateID, o.AidantID, reason, o.TextHash, o.Withdrew, o.CreatedAt); err != nil {
 			return err
 		}
-		if _, err := tx.Append(audit.Event{Type: audit.UsagerObjected, Actor: audit.Actor{Kind: audit.ActorUsager, ID: usagerID},
+		_, err := tx.Append(audit.Event{Type: audit.UsagerObjected, Actor: audit.Actor{Kind: audit.ActorUsager, ID: usagerID},
 			Usager: usagerID, Organisation: o.OrganisationID, Mandate: o.MandateID, Aidant: o.AidantID, Service: ev.Service,
-			Demarches: ev.Demarches, Reason: reason, Detail: detail}); err != nil {
-			return err
-		}
-		if withdraw {
-			err := mandate.RevokeIn(tx, mandate.Revocation{By: audit.Actor{Kind: audit.ActorUsager, ID: usagerID}, MandateID: o.MandateID,
-				UsagerID: usagerID, Reason: mandate.ReasonByPerson})
-			if err != nil && !errors.Is(err, mandate.ErrRevoked) && !errors.Is(err, mandate.ErrExpired) {
-				return err
-			}
-		}
-		return nil
+			Demarches: ev.Demarches, Reason: reason, Detail: detail})
+		return err
 	})
 	if err != nil {
 		return nil, err
