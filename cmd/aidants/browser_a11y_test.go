@@ -157,6 +157,15 @@ func (c *tourChecks) visit(ctx context.Context, stop tourStop) {
 			check, what, _ := strings.Cut(p, ": ")
 			add(w, check, what)
 		}
+		small, err := browsertest.SmallTargets(ctx, 44)
+		if err != nil {
+			t.Fatalf("%s: %v", stop.Name, err)
+		}
+		if !stop.Foreign {
+			for _, s := range small {
+				add(w, "target-44px", s)
+			}
+		}
 		text, err := browsertest.VisibleText(ctx)
 		if err != nil {
 			t.Fatalf("%s: %v", stop.Name, err)
@@ -500,7 +509,7 @@ func TestPageChecksCatchBrokenPages(t *testing.T) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, `<!doctype html><html lang="fr"><head><title>Cassée</title></head><body><main>
 <h1>Page cassée</h1><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw="><input type="text">
-<div style="width:900px">large</div>
+<div style="width:900px">large</div><button type="button" style="height:20px;padding:0">petit</button>
 <details><summary>Voir</summary>man_caché</details><details open><summary>Ouvert</summary>usa_visible</details>
 </main></body></html>`)
 	}))
@@ -530,6 +539,9 @@ func TestPageChecksCatchBrokenPages(t *testing.T) {
 	}
 	if ps, err := browsertest.KeyboardStartProblems(ctx); err != nil || len(ps) == 0 {
 		t.Errorf("a page without a skip link passes the keyboard check: %v %v", ps, err)
+	}
+	if small, err := browsertest.SmallTargets(ctx, 44); err != nil || len(small) != 1 || !strings.Contains(small[0], "petit") {
+		t.Errorf("the 20 px button is not a small target: %v %v", small, err)
 	}
 	text, err := browsertest.VisibleText(ctx)
 	if err != nil {

@@ -40,12 +40,19 @@ type tourStop struct {
 	// (the integration documentation), which quotes protocol values such
 	// as acr "eidas1": the developers' words are what it must show.
 	Technical bool
+	// Foreign: a page that is not the service's own (the development
+	// identity providers, the development mailbox), held to the same
+	// accessibility bars but not to the service's 44-pixel controls.
+	Foreign bool
 	// URL is where the browser was.
 	URL string
 }
 
 // technicalPages are written for developers (see tourStop.Technical).
 var technicalPages = map[string]bool{"services-documentation": true}
+
+// foreignPages are not the service's own pages (see tourStop.Foreign).
+var foreignPages = map[string]bool{"fournisseur-aidants": true, "fournisseur-franceconnect": true, "courriels": true}
 
 // tourWidths are the viewport widths every page is seen at: a small
 // phone (WCAG 1.4.10 reflow is judged at 320 CSS pixels) and a desktop.
@@ -76,7 +83,7 @@ func (tr *tour) at(ctx context.Context, name, about string, person bool) {
 	if err != nil {
 		tr.t.Fatalf("tour: %s: %v", name, err)
 	}
-	tr.visit(ctx, tourStop{Name: name, About: about, Person: person, URL: loc, Technical: technicalPages[name]})
+	tr.visit(ctx, tourStop{Name: name, About: about, Person: person, URL: loc, Technical: technicalPages[name], Foreign: foreignPages[name]})
 }
 
 // navigate opens u in the tab and waits for it to load.

@@ -268,3 +268,21 @@ func VisibleText(ctx context.Context) (string, error) {
 		return text;
 	})()`))
 }
+
+// SmallTargets lists the visible controls smaller than size CSS pixels in
+// height or width: buttons, links styled as buttons, and the rows of
+// check boxes and radio buttons (the label is their target).
+func SmallTargets(ctx context.Context, size int) ([]string, error) {
+	return chromedp.Run(ctx, chromedp.Evaluate[[]string](fmt.Sprintf(`(() => {
+		const out = [];
+		for (const el of document.querySelectorAll("button, a.button, input[type=submit], .check")) {
+			const r = el.getBoundingClientRect();
+			if (r.width === 0 && r.height === 0) continue; // not shown
+			if (r.height < %[1]d || r.width < %[1]d) {
+				out.push("<" + el.tagName.toLowerCase() + (el.className ? "." + el.className : "") + "> " +
+					JSON.stringify((el.innerText || el.value || "").trim().slice(0, 40)) + " is " + Math.round(r.width) + "×" + Math.round(r.height) + " px");
+			}
+		}
+		return out;
+	})()`, size)))
+}
