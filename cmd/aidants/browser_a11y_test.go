@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -22,7 +19,6 @@ import (
 	"aidants/audit"
 	"aidants/devidp"
 	"aidants/internal/browsertest"
-	"aidants/store/storetest"
 )
 
 // axeCore installs axe-core (pinned by testdata/a11y/package-lock.json)
@@ -31,50 +27,13 @@ import (
 // is skipped loudly, and fails in CI (AIDANTS_TEST_REQUIRE_ALL=1).
 func axeCore(t *testing.T) string {
 	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			storetest.SkipOrFail(t, "%s is not installed: the accessibility tour needs axe-core from npm (apt-get install nodejs npm)", tool)
-		}
-	}
-	src := filepath.Join("testdata", "a11y")
-	lock, err := os.ReadFile(filepath.Join(src, "package-lock.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(lock)
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "aidants-test", "axe-core-"+hex.EncodeToString(sum[:6]))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"package.json", "package-lock.json"} {
-		b, err := os.ReadFile(filepath.Join(src, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	script := filepath.Join(dir, "node_modules", "axe-core", "axe.min.js")
-	if _, err := os.Stat(script); err != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-		}
-	}
-	b, err := os.ReadFile(script)
+	dir := npmCI(t, "a11y", filepath.Join("axe-core", "axe.min.js"), "the accessibility tour needs axe-core from npm")
+	b, err := os.ReadFile(filepath.Join(dir, "node_modules", "axe-core", "axe.min.js"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(b), "axe v4.14.1") {
-		t.Fatalf("%s is not axe-core 4.14.1", script)
+		t.Fatalf("%s is not axe-core 4.14.1", dir)
 	}
 	return string(b)
 }
