@@ -37,6 +37,31 @@ func actAtDemo(t *testing.T, c *http.Client, s *testServer, db *store.DB, demarc
 	return idx
 }
 
+// actedWithMail is a development server sending to a mailpit, where
+// Camille, signed in, made a mandate of Joséphine for argent and acted
+// with it once at the demo service.
+type actedWithMail struct {
+	mp      *mailpittest.Server
+	s       *testServer
+	db      *store.DB
+	camille *http.Client
+	mandate string // the mandate's id
+	action  string // the action's journal index
+}
+
+func newActedWithMail(t *testing.T) *actedWithMail {
+	t.Helper()
+	a := &actedWithMail{mp: mailpittest.Start(t, mailpittest.Options{})}
+	t.Setenv("AIDANTS_SMTP_URL", "smtp://"+a.mp.SMTPAddr)
+	a.s = startDev(t, "")
+	a.db = openDB(t, a.s)
+	a.camille = browser(t)
+	signInAidant(t, a.camille, a.s, devidp.SubCamille)
+	a.mandate = createOnSite(t, a.camille, a.s, devidp.SubJosephine, onSiteForm("argent"))
+	a.action = actAtDemo(t, a.camille, a.s, a.db, "argent")
+	return a
+}
+
 // messageTo waits for a message to addr whose subject starts with subject.
 func messageTo(t *testing.T, mp *mailpittest.Server, addr, subject string) mailpittest.Message {
 	t.Helper()
@@ -65,14 +90,8 @@ var objectionID = regexp.MustCompile(`/structure/objections/(obj_[a-z0-9]+)`)
 // and answers → the person told and reads the answer; every mistake and
 // every other person's or organisation's attempt changes nothing.
 func TestPersonObjectsAndTheReferentAnswers(t *testing.T) {
-	mp := mailpittest.Start(t, mailpittest.Options{})
-	t.Setenv("AIDANTS_SMTP_URL", "smtp://"+mp.SMTPAddr)
-	s := startDev(t, "")
-	db := openDB(t, s)
-	camille := browser(t)
-	signInAidant(t, camille, s, devidp.SubCamille)
-	id := createOnSite(t, camille, s, devidp.SubJosephine, onSiteForm("argent"))
-	idx := actAtDemo(t, camille, s, db, "argent")
+	a := newActedWithMail(t)
+	mp, s, db, camille, id, idx := a.mp, a.s, a.db, a.camille, a.mandate, a.action
 	createOnSite(t, camille, s, devidp.SubAhmed, onSiteForm("social"))
 
 	m := messageTo(t, mp, devidp.EmailJosephine, "Camille Martin a fait une démarche")
@@ -203,14 +222,8 @@ func TestPersonObjectsAndTheReferentAnswers(t *testing.T) {
 // reaches the person by email and appears beside the action in their
 // space; it can be completed, never by another organisation.
 func TestAidantDeclaresAnError(t *testing.T) {
-	mp := mailpittest.Start(t, mailpittest.Options{})
-	t.Setenv("AIDANTS_SMTP_URL", "smtp://"+mp.SMTPAddr)
-	s := startDev(t, "")
-	db := openDB(t, s)
-	camille := browser(t)
-	signInAidant(t, camille, s, devidp.SubCamille)
-	id := createOnSite(t, camille, s, devidp.SubJosephine, onSiteForm("argent"))
-	idx := actAtDemo(t, camille, s, db, "argent")
+	a := newActedWithMail(t)
+	mp, s, db, camille, id, idx := a.mp, a.s, a.db, a.camille, a.mandate, a.action
 	_, _, page := get(t, camille, s.URL+"/mandats/"+id)
 	errURL := "/mandats/" + id + "/actions/" + idx + "/erreur"
 	if !strings.Contains(page, `href="`+errURL+`"`) {
@@ -336,14 +349,8 @@ func messageList(t *testing.T, mp *mailpittest.Server) []mailpittest.Summary {
 // → FranceConnect → the objection with the mandate withdrawn → the
 // référent reads it and answers → the person reads the answer.
 func TestBrowserObjectionJourney(t *testing.T) {
-	mp := mailpittest.Start(t, mailpittest.Options{})
-	t.Setenv("AIDANTS_SMTP_URL", "smtp://"+mp.SMTPAddr)
-	s := startDev(t, "")
-	db := openDB(t, s)
-	camille := browser(t)
-	signInAidant(t, camille, s, devidp.SubCamille)
-	id := createOnSite(t, camille, s, devidp.SubJosephine, onSiteForm("argent"))
-	actAtDemo(t, camille, s, db, "argent")
+	a := newActedWithMail(t)
+	mp, s, db, id := a.mp, a.s, a.db, a.mandate
 	m := messageTo(t, mp, devidp.EmailJosephine, "Camille Martin a fait une démarche")
 	link := regexp.MustCompile(`(http://\S+/mon-espace/objection/\d+)`).FindStringSubmatch(m.Text)
 	if link == nil {
